@@ -1,0 +1,176 @@
+"""The ``bench`` command. Thin: parses options, builds a plan, calls the runner, prints tables.
+
+torch / diffusers are imported only inside commands that need them, so listing stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from harness import registry
+from harness.errors import BenchError
+from harness.specs import SpecError
+
+app = typer.Typer(help="Benchmark fine-tuning methods of text-to-image diffusion models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+ls_app = typer.Typer(help="List registered tasks or methods.", no_args_is_help=True)
+app.add_typer(ls_app, name="ls")
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+DEFAULT_DB = Path("results/bench.duckdb")
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Registered task name or path to a task YAML.")]
+MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Registered method name or path to a method YAML.")]
+ProfileOpt = Annotated[str, typer.Option("--profile", help="full (real weights and data) or tiny (runs anywhere).")]
+DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB results file; run folders go next to it in runs/.")]
+
+
+def fail(message: str, code: int) -> None:
+    """Print one error line to stderr and exit with ``code``; never a traceback."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def user_errors(command: Any) -> Any:
+    """Turn spec, lookup and harness errors into one line and a non-zero exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (SpecError, registry.UnknownNameError) as exc:
+            fail(str(exc).strip("'\""), 2)
+        except BenchError as exc:
+            fail(str(exc), exc.exit_code)
+
+    return wrapper
+
+
+def _check_profile(profile: str) -> str:
+    if profile not in ("full", "tiny"):
+        raise SpecError(f"--profile: expected 'full' or 'tiny', got '{profile}'")
+    return profile
+
+
+@ls_app.command("tasks")
+@user_errors
+def ls_tasks() -> None:
+    """Registered tasks."""
+    for name, path in registry.task_files().items():
+        console.print(f"{name}\t{path}", highlight=False)
+
+
+@ls_app.command("methods")
+@user_errors
+def ls_methods() -> None:
+    """Registered methods."""
+    for name, path in registry.method_files().items():
+        console.print(f"{name}\t{path}", highlight=False)
+
+
+@app.command()
+def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Spec files; default: all registered.")] = None
+             ) -> None:
+    """Validate task and method specs; one line per file, exit 2 if any is invalid."""
+    files = paths or [*registry.task_files().values(), *registry.method_files().values()]
+    failures = 0
+    for path in files:
+        try:
+            kind = registry.validate_file(Path(path))
+            console.print(f"ok      {kind:6}  {path}", highlight=False)
+        except SpecError as exc:
+            failures += 1
+            err_console.print(f"[red]invalid[/] {exc}", highlight=False, soft_wrap=True)
+    if failures:
+        raise typer.Exit(2)
+
+
+@app.command()
+@user_errors
+def describe(task: TaskOpt, method: MethodOpt, profile: ProfileOpt = "tiny", seed: int = 0) -> None:
+    """Print the resolved plan and the method's trainable-parameter count and share."""
+    from harness.accounting import count_params
+    from harness.plan import build_plan
+
+    plan = build_plan(task, method, _check_profile(profile), seed)
+    console.print_json(plan.model_dump_json())
+    console.print(f"plan hash: {plan.plan_hash}")
+    count = count_params(plan)
+    console.print(
+        f"trainable parameters: {count.trainable:,} on the {count.architecture}\n"
+        f"  share of base model ({count.base_total:,} params in unet + vae + text encoder): "
+        f"{100 * count.share_of_base:.3f}%\n"
+        f"  share of {count.component} ({count.component_total:,} params): {100 * count.share_of_component:.3f}%",
+        highlight=False,
+    )
+
+
+@app.command("run")
+@user_errors
+def run_command(
+    task: TaskOpt,
+    method: MethodOpt,
+    profile: ProfileOpt = "tiny",
+    seed: Annotated[int, typer.Option(help="Run seed: data subset, training noise, sampling noise.")] = 0,
+    model_path: Annotated[Path | None, typer.Option(help="Local diffusers folder instead of the hub id.")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Dataset root (default: $BENCH_DATA).")] = None,
+    db: DbOpt = DEFAULT_DB,
+    force: Annotated[bool, typer.Option("--force", help="Run even if a completed run has this plan.")] = False,
+) -> None:
+    """Train (under the task's budget), sample, score, and store one method on one task."""
+    from harness.plan import build_plan
+    from harness.report import print_run
+    from harness.runner import run
+    from harness.store import Store
+
+    plan = build_plan(task, method, _check_profile(profile), seed, model_path, data_root)
+    store = Store(db)
+    with _progress() as advance:
+        outcome = run(plan, store, db.parent / "runs", force=force, progress=advance)
+    if outcome.status == "skipped":
+        console.print(f"skipped: completed run {outcome.run_id} has plan hash {plan.plan_hash} (use --force)")
+    elif outcome.status == "failed":
+        fail(f"run {outcome.run_id} failed and is stored as failed: {outcome.error} "
+             f"(details: {outcome.run_dir}/error.log)", 1)
+    print_run(console, store, outcome.run_id)
+
+
+@app.command()
+@user_errors
+def leaderboard(task: TaskOpt, db: DbOpt = DEFAULT_DB,
+                profile: Annotated[str | None, typer.Option(help="Only this profile.")] = None) -> None:
+    """Completed runs of a task (latest per method), one table per profile, never ranked together."""
+    from harness.report import print_leaderboard
+    from harness.store import Store
+
+    task_name = registry.get_task(task).name
+    print_leaderboard(console, Store(db), task_name, profile)
+
+
+class _progress:
+    """A rich progress bar for sampling, handed to the runner as a callback."""
+
+    def __enter__(self) -> Any:
+        from rich.progress import Progress
+
+        self.bar = Progress(console=err_console, transient=True)
+        self.bar.start()
+        self.task_id = self.bar.add_task("sampling", total=None)
+        return lambda n: self.bar.advance(self.task_id, n)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+
+def main() -> None:  # pragma: no cover - entry for `python -m harness.cli`
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,63 @@
+"""Dataset adapters: ``load(plan)`` gives the training set, real on ``full``, synthetic on ``tiny``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from harness.models.tokenizer import cache_dir
+from harness.plan import RunPlan
+
+
+class CaptionedImages:
+    """Map-style dataset of (image in [-1, 1], caption) pairs; a torch DataLoader can batch it."""
+
+    def __init__(self, images: np.ndarray, captions: list[str], groups: list[str], resolution: int,
+                 interpolation: str) -> None:
+        from torchvision import transforms
+
+        modes = {"bilinear": transforms.InterpolationMode.BILINEAR,
+                 "bicubic": transforms.InterpolationMode.BICUBIC,
+                 "nearest": transforms.InterpolationMode.NEAREST}
+        self.images, self.captions, self.groups = images, captions, groups
+        self.transform = transforms.Compose([
+            transforms.ToTensor(),
+            transforms.Resize((resolution, resolution), interpolation=modes[interpolation], antialias=True),
+            transforms.Normalize([0.5], [0.5]),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"pixel_values": self.transform(self.images[index]), "caption": self.captions[index],
+                "group": self.groups[index]}
+
+
+def _cifar(plan: RunPlan) -> CaptionedImages:
+    from harness.data import cifar10
+
+    spec = plan.task.data
+    if plan.profile == "tiny":
+        folder = cache_dir() / "synthetic" / f"cifar10_pc{spec.synthetic_per_class}"
+        if not (folder / cifar10.FOLDER / "batches.meta").is_file():
+            cifar10.write_synthetic(folder, spec.synthetic_per_class)
+        root = cifar10.find_root(str(folder))
+    else:
+        root = cifar10.find_root(plan.data_root)
+    arrays = cifar10.read_train(root)
+    rng = np.random.default_rng(plan.seed)
+    size = min(spec.subset_size, len(arrays.labels))
+    chosen = np.sort(rng.choice(len(arrays.labels), size=size, replace=False))
+    template_ids = rng.integers(0, len(spec.templates), size=size)
+    groups = [arrays.class_names[arrays.labels[i]] for i in chosen]
+    captions = [spec.templates[t].format(c=g) for t, g in zip(template_ids, groups, strict=True)]
+    return CaptionedImages(arrays.images[chosen], captions, groups, spec.resolution, spec.interpolation)
+
+
+def load(plan: RunPlan) -> CaptionedImages:
+    """The plan's training data (the subset chosen by the run seed)."""
+    if plan.task.data.adapter == "cifar10":
+        return _cifar(plan)
+    raise ValueError(f"unknown data adapter '{plan.task.data.adapter}'")

@@ -1,0 +1,1 @@
+"""Method families. Each implements the small contract in ``harness.methods.base``."""

@@ -1,0 +1,109 @@
+"""Discovery of task and method specs, and lazy lookup of method implementations.
+
+Nothing here imports torch: listing must stay instant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.specs import MethodSpec, SpecError, TaskSpec, load_method, load_task
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# kind -> "module:attribute"; modules are imported only when a run needs them.
+METHOD_KINDS: dict[str, str] = {
+    "frozen": "harness.methods.frozen:FrozenMethod",
+    "attn_finetune": "harness.methods.attn_finetune:AttnFinetuneMethod",
+    "lora": "harness.methods.lora:LoraMethod",
+}
+
+
+class UnknownNameError(LookupError):
+    """A task or method name that is neither registered nor a file."""
+
+
+def tasks_dir() -> Path:
+    return Path(os.environ.get("BENCH_TASKS_DIR", PROJECT_ROOT / "tasks"))
+
+
+def baselines_dir() -> Path:
+    return Path(os.environ.get("BENCH_BASELINES_DIR", PROJECT_ROOT / "baselines"))
+
+
+def _spec_files(folder: Path) -> dict[str, Path]:
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def task_files() -> dict[str, Path]:
+    """Registered task names mapped to their YAML files."""
+    return _spec_files(tasks_dir())
+
+
+def method_files() -> dict[str, Path]:
+    """Registered method names mapped to their YAML files."""
+    return _spec_files(baselines_dir())
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> UnknownNameError:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return UnknownNameError(f"unknown {kind} '{name}'{hint} (known: {', '.join(known) or 'none'})")
+
+
+def _resolve_path(kind: str, name_or_path: str, registered: dict[str, Path]) -> Path:
+    if name_or_path in registered:
+        return registered[name_or_path]
+    candidate = Path(name_or_path)
+    if candidate.suffix in {".yaml", ".yml"}:
+        if not candidate.is_file():
+            raise SpecError(f"{candidate}: no such {kind} spec file")
+        return candidate
+    raise _unknown(kind, name_or_path, sorted(registered))
+
+
+def get_task(name_or_path: str) -> TaskSpec:
+    """A task spec by registered name or YAML path."""
+    path = _resolve_path("task", name_or_path, task_files())
+    task = load_task(path)
+    if path.stem != task.name and path.parent == tasks_dir():
+        raise SpecError(f"{path}: field 'name': must equal the file name '{path.stem}'")
+    return task
+
+
+def get_method(name_or_path: str) -> MethodSpec:
+    """A method spec by registered name or YAML path; its kind must be known."""
+    path = _resolve_path("method", name_or_path, method_files())
+    method = load_method(path)
+    if method.kind not in METHOD_KINDS:
+        raise SpecError(
+            f"{path}: field 'kind': unknown method kind '{method.kind}' "
+            f"(expected one of {', '.join(sorted(METHOD_KINDS))})"
+        )
+    return method
+
+
+def method_class(kind: str) -> Any:
+    """Import and return the implementation class of a method kind."""
+    module_name, attribute = METHOD_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def validate_file(path: Path) -> str:
+    """Validate one spec file, deciding task vs method by its folder or its keys."""
+    is_method = path.parent.resolve() == baselines_dir().resolve() or "kind" in _peek_keys(path)
+    if is_method:
+        get_method(str(path))
+        return "method"
+    load_task(path)
+    return "task"
+
+
+def _peek_keys(path: Path) -> set[str]:
+    from harness.specs import read_yaml
+
+    return set(read_yaml(path))

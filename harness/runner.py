@@ -1,0 +1,125 @@
+"""Orchestration of one run: skip / execute the stages / store, with failure capture."""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.envinfo import git_commit, package_versions
+from harness.plan import RunPlan
+from harness.store import Store
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str  # completed | skipped | failed
+    run_dir: Path | None = None
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class StageTimer:
+    """Wall time per stage; ``other`` is whatever the named stages do not cover."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+
+    def finish(self) -> dict[str, float]:
+        total = round(time.perf_counter() - self.started, 3)
+        covered = sum(self.timings.values())
+        return {**self.timings, "other": round(total - covered, 3), "total": total}
+
+
+def new_run_id(plan: RunPlan) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    return f"{stamp}-{plan.task.name}-{plan.method.name}-{plan.profile}-{plan.plan_hash[:8]}"
+
+
+def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progress: Any = None) -> RunOutcome:
+    """Execute the plan unless a completed run with the same hash exists (or ``force``)."""
+    existing = store.completed_run(plan.plan_hash)
+    if existing and not force:
+        return RunOutcome(existing, "skipped")
+    run_id = new_run_id(plan)
+    run_dir = runs_root / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "plan.json").write_text(plan.model_dump_json(indent=2))
+    store.start_run({
+        "run_id": run_id, "plan_hash": plan.plan_hash, "task": plan.task.name, "task_version": plan.task.version,
+        "method": plan.method.name, "method_version": plan.method.version, "method_kind": plan.method.kind,
+        "profile": plan.profile, "seed": plan.seed, "versions": package_versions(), "git_commit": git_commit(),
+        "plan": plan.model_dump(mode="json"), "run_dir": str(run_dir),
+    })
+    timer = StageTimer()
+    try:
+        fields, samples, scores, aggregates = _execute(plan, run_dir, timer, progress)
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        (run_dir / "error.log").write_text(traceback.format_exc())
+        store.fail_run(run_id, message)
+        if isinstance(exc, Exception):
+            return RunOutcome(run_id, "failed", run_dir, message)
+        raise
+    fields["timings"] = timer.finish()
+    (run_dir / "result.json").write_text(json.dumps({"run": fields, "aggregates": aggregates}, indent=2))
+    store.complete_run(run_id, fields, samples, scores, aggregates)
+    return RunOutcome(run_id, "completed", run_dir, timings=fields["timings"])
+
+
+def _execute(plan: RunPlan, run_dir: Path, timer: StageTimer, progress: Any) -> tuple[dict, list, list, list]:
+    from harness import data, metrics, models, sampling
+    from harness.prompts import expand_prompts
+    from harness.registry import method_class
+    from harness.training import peak_memory, train
+
+    with timer.stage("load"):
+        bundle = models.load(plan)
+        modules = {"unet": bundle.unet, "vae": bundle.vae, "text_encoder": bundle.text_encoder}
+        base_params = sum(p.numel() for m in modules.values() for p in m.parameters())
+    method = method_class(plan.method.kind)(plan.method)
+    fields: dict[str, Any] = {"base_params": base_params}
+    with timer.stage("train"):
+        trainable = method.prepare(modules)
+        fields["trainable_params"] = sum(p.numel() for p in trainable)
+        if plan.trains:
+            dataset = data.load(plan)
+            report = train(plan, bundle, dataset, method, modules)
+            (run_dir / "train_log.json").write_text(json.dumps(report.as_dict(), indent=2))
+            adapter = method.save(modules, run_dir)
+            fields |= {"steps": report.steps, "samples_seen": report.samples_seen,
+                       "train_seconds": report.seconds, "stopped_by": report.stopped_by}
+            if adapter is not None:
+                fields |= {"adapter_file": str(adapter), "adapter_bytes": adapter.stat().st_size}
+        else:
+            fields |= {"steps": 0, "samples_seen": 0, "train_seconds": 0.0, "stopped_by": "no training"}
+    with timer.stage("sample"):
+        prompts = expand_prompts(plan.task)
+        records = sampling.generate(plan, bundle, prompts, run_dir, progress)
+    with timer.stage("score"):
+        result = metrics.score(plan, records, run_dir)
+    memory, memory_kind = peak_memory()
+    fields |= {"peak_memory_bytes": memory, "memory_kind": memory_kind}
+    samples = [r.as_dict() | {"grp": r.group} for r in records]
+    for row in samples:
+        del row["group"]
+    scores = [{"metric": s.metric, "prompt_set": s.prompt_set, "prompt_id": s.prompt_id,
+               "sample_idx": s.sample_idx, "value": s.value} for s in result.per_sample]
+    aggregates = [{"metric": a.metric, "prompt_set": a.prompt_set, "grp": a.group, "value": a.value, "n": a.n,
+                   "ci_low": a.ci_low, "ci_high": a.ci_high, "card": a.card} for a in result.aggregates]
+    return fields, samples, scores, aggregates

@@ -1,0 +1,94 @@
+"""Seeded generation: one CPU ``torch.Generator`` per (prompt id, sample index), PNG files."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.models.common import DiffusionBundle
+from harness.plan import RunPlan
+from harness.prompts import EvalPrompt
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """One generated image and where it came from."""
+
+    prompt_set: str
+    prompt_id: str
+    prompt: str
+    group: str
+    sample_idx: int
+    seed: int
+    file: str  # relative to the run folder
+    mean_intensity: float
+    near_black: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sample_seed(run_seed: int, prompt_id: str, sample_idx: int) -> int:
+    """Seed of one sample: the same for every method given the run seed, prompt id and index."""
+    digest = hashlib.sha256(f"{run_seed}:{prompt_id}:{sample_idx}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def sample_generator(run_seed: int, prompt_id: str, sample_idx: int) -> Any:
+    """The CPU generator of one sample (CPU so that noise is identical on every device)."""
+    import torch
+
+    return torch.Generator(device="cpu").manual_seed(sample_seed(run_seed, prompt_id, sample_idx))
+
+
+def build_pipeline(bundle: DiffusionBundle, scheduler_kind: str) -> Any:
+    """A diffusers text-to-image pipeline over the bundle's (possibly adapted) modules."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    if scheduler_kind != "ddim":
+        raise ValueError(f"unsupported sampling scheduler '{scheduler_kind}'")
+    pipeline = StableDiffusionPipeline(
+        vae=bundle.vae, text_encoder=bundle.text_encoder, tokenizer=bundle.tokenizer, unet=bundle.unet,
+        scheduler=DDIMScheduler.from_config(bundle.noise_scheduler.config),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def generate(plan: RunPlan, bundle: DiffusionBundle, prompts: list[EvalPrompt], run_dir: Path,
+             progress: Any = None) -> list[SampleRecord]:
+    """Generate every (prompt, sample index) of the plan into ``run_dir/samples`` as PNG."""
+    import torch
+
+    spec = plan.task.sampling
+    pipeline = build_pipeline(bundle, spec.scheduler)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipeline.to(device)
+    jobs = [(p, i) for p in prompts for i in range(p.samples)]
+    out_dir = run_dir / "samples"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[SampleRecord] = []
+    for start in range(0, len(jobs), spec.batch_size):
+        chunk = jobs[start : start + spec.batch_size]
+        generators = [sample_generator(plan.seed, p.prompt_id, i) for p, i in chunk]
+        negative = [spec.negative_prompt] * len(chunk) if spec.negative_prompt else None
+        with torch.no_grad(), torch.autocast(device, enabled=device == "cuda"):
+            images = pipeline(prompt=[p.text for p, _ in chunk], negative_prompt=negative,
+                              num_inference_steps=spec.steps, guidance_scale=spec.guidance_scale,
+                              height=spec.height, width=spec.width, generator=generators,
+                              output_type="pil").images
+        for (prompt, idx), image in zip(chunk, images, strict=True):
+            name = f"{prompt.prompt_id}__{idx:03d}.png"
+            image.save(out_dir / name, format="PNG")
+            mean = float(np.asarray(image, dtype=np.float32).mean())
+            records.append(SampleRecord(prompt.prompt_set, prompt.prompt_id, prompt.text, prompt.group, idx,
+                                        sample_seed(plan.seed, prompt.prompt_id, idx), f"samples/{name}",
+                                        round(mean, 3), mean < spec.near_black_threshold))
+        if progress is not None:
+            progress(len(chunk))
+    return records

@@ -1,0 +1,219 @@
+"""Pydantic models of task and method specs, and YAML IO with one-line errors.
+
+A spec is plain data: no code, no templates that execute. The ``tiny`` profile of a
+task is a partial spec merged over the full one and validated again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SPEC_VERSION = 1
+
+
+class SpecError(ValueError):
+    """A spec file is unreadable or invalid; the message is one line naming file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """Which base model family and which weights."""
+
+    family: Literal["sd15"]
+    hub_id: str
+    revision: str | None = None
+
+
+class BudgetSpec(_Strict):
+    """Fixed training budget; training stops at whichever limit comes first."""
+
+    max_samples: int = Field(ge=1)
+    max_steps: int = Field(ge=1)
+    max_seconds: float = Field(gt=0)
+
+
+class TrainingSpec(_Strict):
+    """Optimisation recipe. Task gives the protocol's defaults; a method may override fields."""
+
+    learning_rate: float | None = Field(default=None, gt=0)
+    betas: tuple[float, float] | None = None
+    weight_decay: float | None = Field(default=None, ge=0)
+    batch_size: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None
+    max_grad_norm: float | None = Field(default=None, gt=0)
+
+
+class DataSpec(_Strict):
+    """Dataset adapter and preprocessing."""
+
+    adapter: Literal["cifar10"]
+    subset_size: int = Field(ge=1)
+    resolution: int = Field(ge=8)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    templates: list[str] = Field(min_length=1)
+    classes: list[str] = Field(min_length=1)
+    synthetic_per_class: int = Field(default=40, ge=1)
+
+    @model_validator(mode="after")
+    def _templates_have_slot(self) -> DataSpec:
+        for template in self.templates:
+            if "{c}" not in template:
+                raise ValueError(f"template {template!r} must contain '{{c}}'")
+        return self
+
+
+class SamplingSpec(_Strict):
+    """Seeded generation settings."""
+
+    scheduler: Literal["ddim"] = "ddim"
+    steps: int = Field(ge=1)
+    guidance_scale: float = Field(ge=0)
+    height: int = Field(ge=8)
+    width: int = Field(ge=8)
+    batch_size: int = Field(default=8, ge=1)
+    negative_prompt: str | None = None
+    near_black_threshold: float = Field(default=10.0, ge=0, le=255)
+
+
+class PromptSpec(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    text: str
+    group: str | None = None
+
+
+class PromptSetSpec(_Strict):
+    """Prompts of one evaluation: either class templates (per-class table) or a fixed list."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    source: Literal["class_templates", "list"]
+    samples_per_prompt: int = Field(ge=1)
+    prompts: list[PromptSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _list_needs_prompts(self) -> PromptSetSpec:
+        if self.source == "list" and not self.prompts:
+            raise ValueError("a 'list' prompt set needs at least one prompt")
+        return self
+
+
+class MetricSpec(_Strict):
+    """One metric and its backbone; ``tiny_backbone`` is the random-init stand-in."""
+
+    name: Literal["clip_score"]
+    backbone: str = "ViT-B-32-quickgelu"
+    weights: str = "openai"
+
+
+class EvaluationSpec(_Strict):
+    prompt_sets: list[PromptSetSpec] = Field(min_length=1)
+    metrics: list[MetricSpec] = Field(min_length=1)
+
+
+class TaskSpec(_Strict):
+    """A benchmark task: base model, data, training defaults, budget, sampling, evaluation."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    version: int = Field(ge=1)
+    description: str = ""
+    model: ModelSpec
+    data: DataSpec
+    training: TrainingSpec
+    budget: BudgetSpec
+    sampling: SamplingSpec
+    evaluation: EvaluationSpec
+    profiles: dict[Literal["tiny"], dict[str, Any]] = Field(default_factory=dict)
+
+
+class MethodSpec(_Strict):
+    """A fine-tuning method: its kind (implementation) plus parameters and training overrides."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    version: int = Field(ge=1)
+    kind: str = Field(pattern=r"^[a-z0-9_]+$")
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    training: TrainingSpec = TrainingSpec()
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<root>"
+
+
+def _one_line(error: dict[str, Any]) -> str:
+    msg = error["msg"].replace("\n", " ")
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"field '{_format_loc(error['loc'])}': {msg} (got {shown})"
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, raising SpecError with file and position on failure."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a YAML mapping at top level, got {type(data).__name__}")
+    return data
+
+
+def parse_spec(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+    """Validate ``data`` as ``model``; the first error becomes a one-line SpecError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {_one_line(exc.errors()[0])}") from None
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base`` (lists are replaced, not merged)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_task(path: Path) -> TaskSpec:
+    """Load and validate a task spec, including its tiny profile."""
+    data = read_yaml(path)
+    task = parse_spec(TaskSpec, data, str(path))
+    for profile, override in task.profiles.items():
+        merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, override)
+        parse_spec(TaskSpec, merged, f"{path} (profiles.{profile})")
+    return task
+
+
+def load_method(path: Path) -> MethodSpec:
+    """Load and validate a method spec."""
+    return parse_spec(MethodSpec, read_yaml(path), str(path))
+
+
+def resolve_profile(task: TaskSpec, profile: str) -> TaskSpec:
+    """Return the task as the given profile sees it (``full`` is the spec itself)."""
+    if profile == "full":
+        return task
+    if profile not in task.profiles:
+        raise SpecError(f"task '{task.name}': no '{profile}' profile declared")
+    base = task.model_dump(mode="json", exclude={"profiles"})
+    return parse_spec(TaskSpec, deep_merge(base, task.profiles[profile]), f"task {task.name} ({profile})")

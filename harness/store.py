@@ -1,0 +1,162 @@
+"""DuckDB store: schema, writes, and every query the CLI and dashboard use.
+
+Append-only: a run row is inserted as ``running``, then completed (with its samples, scores and
+aggregates, in one transaction) or marked ``failed`` with its error. Nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from harness.errors import BenchError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, plan_hash VARCHAR, task VARCHAR, task_version INTEGER,
+    method VARCHAR, method_version INTEGER, method_kind VARCHAR, profile VARCHAR, seed INTEGER,
+    status VARCHAR, error VARCHAR, created_at TIMESTAMP, finished_at TIMESTAMP,
+    versions JSON, git_commit VARCHAR, plan JSON, run_dir VARCHAR,
+    steps INTEGER, samples_seen INTEGER, train_seconds DOUBLE, stopped_by VARCHAR,
+    peak_memory_bytes BIGINT, memory_kind VARCHAR, trainable_params BIGINT, base_params BIGINT,
+    adapter_file VARCHAR, adapter_bytes BIGINT, timings JSON
+);
+CREATE TABLE IF NOT EXISTS samples (
+    run_id VARCHAR, prompt_set VARCHAR, prompt_id VARCHAR, prompt VARCHAR, grp VARCHAR,
+    sample_idx INTEGER, seed UBIGINT, file VARCHAR, mean_intensity DOUBLE, near_black BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS sample_scores (
+    run_id VARCHAR, metric VARCHAR, prompt_set VARCHAR, prompt_id VARCHAR, sample_idx INTEGER, value DOUBLE
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id VARCHAR, metric VARCHAR, prompt_set VARCHAR, grp VARCHAR, value DOUBLE, n INTEGER,
+    ci_low DOUBLE, ci_high DOUBLE, card JSON
+);
+"""
+
+
+class StoreError(BenchError):
+    exit_code = 5
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class Store:
+    """A DuckDB file holding every run."""
+
+    path: Path
+
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """Open the database (creating the schema when writable)."""
+        if read_only and not self.path.exists():
+            raise StoreError(f"{self.path}: no results database yet (run `bench run` first)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path}: cannot open results database ({str(exc).splitlines()[0]})") from None
+        if not read_only:
+            con.execute(SCHEMA)
+        return con
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def start_run(self, row: dict[str, Any]) -> None:
+        """Insert a run as ``running``."""
+        row = {**row, "status": "running", "created_at": _now()}
+        with self.connect() as con:
+            con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                        [_jsonable(v) for v in row.values()])
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        with self.connect() as con:
+            con.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? WHERE run_id = ?",
+                        [error, _now(), run_id])
+
+    def complete_run(self, run_id: str, fields: dict[str, Any], samples: list[dict], scores: list[dict],
+                     aggregates: list[dict]) -> None:
+        """Write samples, scores and aggregates and mark the run completed, in one transaction."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                _insert_many(con, "samples", run_id, samples)
+                _insert_many(con, "sample_scores", run_id, scores)
+                _insert_many(con, "metrics", run_id, aggregates)
+                assignments = ", ".join(f"{k} = ?" for k in fields)
+                con.execute(f"UPDATE runs SET {assignments}, status = 'completed', finished_at = ? "
+                            "WHERE run_id = ?", [*(_jsonable(v) for v in fields.values()), _now(), run_id])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def completed_run(self, plan_hash: str) -> str | None:
+        """The newest completed run with this plan hash, if any."""
+        if not self.path.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT run_id FROM runs WHERE plan_hash = ? AND status = 'completed' "
+                              "ORDER BY finished_at DESC LIMIT 1", [plan_hash]).fetchone()
+        return row[0] if row else None
+
+    def runs(self, task: str | None = None) -> list[dict[str, Any]]:
+        """All runs (any status), newest first."""
+        query = "SELECT * FROM runs" + (" WHERE task = ?" if task else "") + " ORDER BY created_at DESC"
+        return self._rows(query, [task] if task else [])
+
+    def leaderboard(self, task: str, profile: str | None = None) -> list[dict[str, Any]]:
+        """Latest completed run per (method, profile) of a task, with its overall aggregates."""
+        where = "task = ? AND status = 'completed'" + (" AND profile = ?" if profile else "")
+        params = [task, profile] if profile else [task]
+        latest = self._rows(
+            f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY method, profile ORDER BY finished_at DESC)"
+            f" AS rn FROM runs WHERE {where}) WHERE rn = 1 ORDER BY profile, method", params)
+        for run in latest:
+            run["metrics"] = self.aggregates(run["run_id"], group="__all__")
+        return latest
+
+    def aggregates(self, run_id: str, group: str | None = None) -> list[dict[str, Any]]:
+        """Aggregate rows of a run (``group='__all__'`` for overall rows only)."""
+        query = "SELECT * FROM metrics WHERE run_id = ?" + (" AND grp = ?" if group else "")
+        return self._rows(query + " ORDER BY metric, prompt_set, grp", [run_id, group] if group else [run_id])
+
+    def samples(self, run_id: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM samples WHERE run_id = ? ORDER BY prompt_id, sample_idx", [run_id])
+
+    def sample_scores(self, run_id: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM sample_scores WHERE run_id = ? ORDER BY prompt_id, sample_idx", [run_id])
+
+    def _rows(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with self.connect(read_only=True) as con:
+            cursor = con.execute(query, params)
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        for row in rows:
+            for key in ("versions", "plan", "timings", "card"):
+                if isinstance(row.get(key), str):
+                    row[key] = json.loads(row[key])
+        return rows
+
+
+def _jsonable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+
+
+def _insert_many(con: duckdb.DuckDBPyConnection, table: str, run_id: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    columns = ["run_id", *rows[0]]
+    con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    [[run_id, *(_jsonable(v) for v in row.values())] for row in rows])
