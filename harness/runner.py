@@ -52,10 +52,19 @@ def new_run_id(plan: RunPlan) -> str:
 
 
 def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progress: Any = None) -> RunOutcome:
-    """Execute the plan unless a completed run with the same hash exists (or ``force``)."""
+    """Execute the plan unless a completed run with the same hash exists (or ``force``).
+
+    Missing weights or data raise before anything is stored; any later failure is stored as failed.
+    """
+    from harness import data, models
+
     existing = store.completed_run(plan.plan_hash)
     if existing and not force:
         return RunOutcome(existing, "skipped")
+    timer = StageTimer()
+    with timer.stage("load"):
+        bundle = models.load(plan)
+        dataset = data.load(plan) if plan.trains else None
     run_id = new_run_id(plan)
     run_dir = runs_root / run_id
     run_dir.mkdir(parents=True)
@@ -66,9 +75,8 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
         "profile": plan.profile, "seed": plan.seed, "versions": package_versions(), "git_commit": git_commit(),
         "plan": plan.model_dump(mode="json"), "run_dir": str(run_dir),
     })
-    timer = StageTimer()
     try:
-        fields, samples, scores, aggregates = _execute(plan, run_dir, timer, progress)
+        fields, samples, scores, aggregates = _execute(plan, bundle, dataset, run_dir, timer, progress)
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         (run_dir / "error.log").write_text(traceback.format_exc())
@@ -82,23 +90,21 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
     return RunOutcome(run_id, "completed", run_dir, timings=fields["timings"])
 
 
-def _execute(plan: RunPlan, run_dir: Path, timer: StageTimer, progress: Any) -> tuple[dict, list, list, list]:
-    from harness import data, metrics, models, sampling
+def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: StageTimer,
+             progress: Any) -> tuple[dict, list, list, list]:
+    from harness import metrics, sampling
     from harness.prompts import expand_prompts
     from harness.registry import method_class
     from harness.training import peak_memory, train
 
-    with timer.stage("load"):
-        bundle = models.load(plan)
-        modules = {"unet": bundle.unet, "vae": bundle.vae, "text_encoder": bundle.text_encoder}
-        base_params = sum(p.numel() for m in modules.values() for p in m.parameters())
+    modules = {"unet": bundle.unet, "vae": bundle.vae, "text_encoder": bundle.text_encoder}
+    base_params = sum(p.numel() for m in modules.values() for p in m.parameters())
     method = method_class(plan.method.kind)(plan.method)
     fields: dict[str, Any] = {"base_params": base_params}
     with timer.stage("train"):
         trainable = method.prepare(modules)
         fields["trainable_params"] = sum(p.numel() for p in trainable)
         if plan.trains:
-            dataset = data.load(plan)
             report = train(plan, bundle, dataset, method, modules)
             (run_dir / "train_log.json").write_text(json.dumps(report.as_dict(), indent=2))
             adapter = method.save(modules, run_dir)

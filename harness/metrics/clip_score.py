@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import WeightsMissingError
-from harness.metrics import MetricCard, ScoreResult, SampleScore, aggregate_means
+from harness.metrics import MetricCard, SampleScore, ScoreResult, aggregate_means
 from harness.plan import RunPlan
 from harness.sampling import SampleRecord
 from harness.specs import MetricSpec

@@ -66,6 +66,9 @@ def missing_weights_message(family: str, source: str, subfolder: str, reason: st
 
 def hub_load(cls: Any, source: str, subfolder: str, revision: str | None, family: str) -> Any:
     """``cls.from_pretrained`` from the local cache or folder first, then the hub unless offline."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
     is_local_dir = Path(source).exists()
     try:
         return cls.from_pretrained(source, subfolder=subfolder, revision=revision, local_files_only=True)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create (or update) the project's virtual environment in .venv. Idempotent and quiet when done.
+# Pinned versions: scripts/constraints.txt. facenet-pytorch pins an old torch/numpy, so it goes
+# in with --no-deps (its own code runs fine on the versions pinned here).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv"
+stamp="$venv/.bench-env-ok"
+if [ -f "$stamp" ] && [ "$stamp" -nt "$root/pyproject.toml" ] && [ "$stamp" -nt "$root/scripts/constraints.txt" ]; then
+  exit 0
+fi
+echo "setting up $venv (first run only; torch is large)" >&2
+python3 -m venv "$venv"
+pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" -c "$root/scripts/constraints.txt" "torch" "torchvision"
+"${pip[@]}" -c "$root/scripts/constraints.txt" -e "$root[dev]"
+"${pip[@]}" --no-deps "facenet-pytorch==2.6.0"
+touch "$stamp"
