@@ -27,6 +27,7 @@ class SampleRecord:
     file: str  # relative to the run folder
     mean_intensity: float
     near_black: bool
+    checkpoint: int | None = None  # training step of the weights; None = final
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

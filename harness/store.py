@@ -28,14 +28,16 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS samples (
     run_id VARCHAR, prompt_set VARCHAR, prompt_id VARCHAR, prompt VARCHAR, grp VARCHAR,
-    sample_idx INTEGER, seed UBIGINT, file VARCHAR, mean_intensity DOUBLE, near_black BOOLEAN
+    sample_idx INTEGER, seed UBIGINT, file VARCHAR, mean_intensity DOUBLE, near_black BOOLEAN,
+    checkpoint INTEGER  -- training step of the weights that made it; NULL = final weights
 );
 CREATE TABLE IF NOT EXISTS sample_scores (
-    run_id VARCHAR, metric VARCHAR, prompt_set VARCHAR, prompt_id VARCHAR, sample_idx INTEGER, value DOUBLE
+    run_id VARCHAR, metric VARCHAR, prompt_set VARCHAR, prompt_id VARCHAR, sample_idx INTEGER, value DOUBLE,
+    checkpoint INTEGER
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR, metric VARCHAR, prompt_set VARCHAR, grp VARCHAR, value DOUBLE, n INTEGER,
-    ci_low DOUBLE, ci_high DOUBLE, card JSON
+    ci_low DOUBLE, ci_high DOUBLE, card JSON, checkpoint INTEGER
 );
 """
 

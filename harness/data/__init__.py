@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from harness.models.tokenizer import cache_dir
 from harness.plan import RunPlan
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """Real images a metric compares samples against (FID targets, subject photos, reference faces).
+
+    ``images`` are uint8 HxWx3 arrays already preprocessed as the protocol says (e.g. eval crop);
+    ``groups`` names the class / subject of each image (same length as ``images``).
+    """
+
+    name: str
+    images: list[np.ndarray]
+    groups: list[str] = field(default_factory=list)
+
+    def digest(self) -> str:
+        """Content hash of the subset (cache key for reference statistics)."""
+        hasher = hashlib.sha256(self.name.encode())
+        for image in self.images:
+            hasher.update(str(image.shape).encode())
+            hasher.update(np.ascontiguousarray(image).tobytes())
+        return hasher.hexdigest()[:16]
 
 
 class CaptionedImages:

@@ -38,6 +38,7 @@ class SampleScore:
     prompt_id: str
     sample_idx: int
     value: float
+    checkpoint: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Aggregate:
     card: dict[str, Any]
     ci_low: float | None = None
     ci_high: float | None = None
+    checkpoint: int | None = None
 
 
 @dataclass
