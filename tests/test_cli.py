@@ -23,7 +23,8 @@ def _bench(*args: str) -> subprocess.CompletedProcess:
 def test_listing_and_help_do_not_import_torch() -> None:
     code = ("import sys\nfrom harness.cli import app\nfor argv in (['ls', 'tasks'], ['ls', 'methods'], ['--help']):\n"
             "    try:\n        app(argv)\n    except SystemExit:\n        pass\n"
-            "print('HEAVY', sorted(m for m in ('torch', 'diffusers', 'transformers', 'open_clip') if m in sys.modules))")
+            "heavy = ('torch', 'diffusers', 'transformers', 'open_clip')\n"
+            "print('HEAVY', sorted(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT).stdout
     assert "cifar_alignment" in out and "xattn_ft" in out
     assert "HEAVY []" in out
