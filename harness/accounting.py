@@ -24,7 +24,7 @@ class ParamCount:
 
     @property
     def share_of_component(self) -> float:
-        return self.trainable / self.component_total
+        return self.trainable / self.component_total if self.component_total else 0.0
 
 
 def count_params(plan: RunPlan) -> ParamCount:
@@ -39,4 +39,7 @@ def count_params(plan: RunPlan) -> ParamCount:
     totals = {role: sum(p.numel() for p in m.parameters()) for role, m in modules.items()}
     method = method_class(plan.method.kind)(plan.method)
     trainable = sum(p.numel() for p in method.prepare(modules))
-    return ParamCount(trainable, sum(totals.values()), method.component, totals[method.component], architecture)
+    trained = [role for role, m in modules.items() if any(p.requires_grad for p in m.parameters())] or [
+        role for role in method.component.split("+") if role in totals]
+    return ParamCount(trainable, sum(totals.values()), "+".join(trained), sum(totals[r] for r in trained),
+                      architecture)

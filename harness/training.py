@@ -80,10 +80,35 @@ def _accelerator(plan: RunPlan) -> Any:
     return Accelerator(mixed_precision=precision)
 
 
+def step_limit(plan: RunPlan, batches_per_epoch: int) -> int:
+    """Optimizer steps allowed: budget, recipe and (if set) epochs x batches per epoch, whichever is least."""
+    limits = [plan.task.budget.max_steps, plan.training.max_steps]
+    if plan.training.epochs:
+        limits.append(plan.training.epochs * batches_per_epoch)
+    return min(limits)
+
+
+def trained_roles(modules: dict) -> list[str]:
+    """Roles of the modules holding trainable parameters (e.g. ``unet`` and both text encoders)."""
+    return [role for role, module in modules.items() if any(p.requires_grad for p in module.parameters())]
+
+
+def _lr_scheduler(kind: str, optimizer: Any, max_steps: int) -> Any:
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(kind, optimizer=optimizer, num_warmup_steps=0, num_training_steps=max_steps)
+
+
+def _enable_checkpointing(module: Any) -> None:
+    if hasattr(module, "enable_gradient_checkpointing"):  # diffusers models
+        module.enable_gradient_checkpointing()
+    elif hasattr(module, "gradient_checkpointing_enable"):  # transformers models
+        module.gradient_checkpointing_enable()
+
+
 def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, modules: dict) -> TrainReport:
-    """Train the method's parameters with the noise-prediction loss until the budget runs out."""
+    """Train the method's parameters with the family's loss (``bundle.training_loss``) until the budget runs out."""
     import torch
-    import torch.nn.functional as F
 
     trainable = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     if not trainable:
@@ -101,46 +126,41 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
     if len(loader) == 0:
         raise TrainingError(f"task '{plan.task.name}': {len(dataset)} training images < batch size "
                             f"{recipe.batch_size}")
-    trained = modules[method.component]
-    trained.train()
-    trained, optimizer, loader = accelerator.prepare(trained, optimizer, loader)
+    max_steps = step_limit(plan, len(loader))
+    # accelerate steps a prepared scheduler once per process per optimizer step
+    lr_scheduler = _lr_scheduler(recipe.lr_schedule, optimizer, max_steps * accelerator.num_processes)
+    roles = trained_roles(modules)
+    for role in roles:
+        modules[role].train()
+        if recipe.gradient_checkpointing:
+            _enable_checkpointing(modules[role])
+    *prepared, optimizer, loader, lr_scheduler = accelerator.prepare(*(modules[r] for r in roles), optimizer,
+                                                                     loader, lr_scheduler)
+    active = {**modules, **dict(zip(roles, prepared, strict=True))}
     device = accelerator.device
     for role, module in modules.items():
-        if role != method.component:
+        if role not in roles:
             module.to(device)
     noise_rng = torch.Generator().manual_seed(plan.seed + 1)
-    scheduler = bundle.noise_scheduler
-    meter = BudgetMeter(plan.task.budget.max_samples, min(plan.task.budget.max_steps, recipe.max_steps),
-                        plan.task.budget.max_seconds)
+    meter = BudgetMeter(plan.task.budget.max_samples, max_steps, plan.task.budget.max_seconds)
     losses: list[float] = []
     while not meter.exhausted():
         for batch in loader:
             if meter.exhausted():
                 break
-            with accelerator.accumulate(trained):
-                with torch.no_grad():
-                    pixels = batch["pixel_values"].to(device, dtype=bundle.vae.dtype)
-                    latents = bundle.vae.encode(pixels).latent_dist.sample(generator=noise_rng) * bundle.latent_scale
-                    hidden = bundle.encode_prompts(list(batch["caption"]))
-                noise = torch.randn(latents.shape, generator=noise_rng).to(device, latents.dtype)
-                steps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],),
-                                      generator=noise_rng).to(device)
-                noisy = scheduler.add_noise(latents, noise, steps)
-                if scheduler.config.prediction_type == "v_prediction":
-                    target = scheduler.get_velocity(latents, noise, steps)
-                else:
-                    target = noise
-                prediction = trained(noisy, steps, hidden).sample
-                loss = F.mse_loss(prediction.float(), target.float())
+            with accelerator.accumulate(*prepared):
+                loss = bundle.training_loss(batch, active, noise_rng, device)
                 accelerator.backward(loss)
                 if recipe.max_grad_norm and accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(trainable, recipe.max_grad_norm)
                 optimizer.step()
+                lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             meter.steps += 1
-            meter.samples += latents.shape[0] * accelerator.num_processes
+            meter.samples += len(batch["caption"]) * accelerator.num_processes
             losses.append(float(loss.detach()))
-    trained.eval()
+    for role in roles:
+        modules[role].eval()
     changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in zip(before, trainable, strict=True))
     if changed < len(trainable):
         raise TrainingError(
