@@ -53,6 +53,10 @@ class TrainReport:
     trainable_params: int
     changed_tensors: int
     losses: list[float]
+    # Trainable tensors that never received a gradient because the loss does not depend on them
+    # (e.g. LoRA on the last layer of SDXL's first text encoder, whose penultimate states are used).
+    unreachable_tensors: int = 0
+    unreachable_params: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,6 +148,7 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
     noise_rng = torch.Generator().manual_seed(plan.seed + 1)
     meter = BudgetMeter(plan.task.budget.max_samples, max_steps, plan.task.budget.max_seconds)
     losses: list[float] = []
+    reached = [False] * len(trainable)
     while not meter.exhausted():
         for batch in loader:
             if meter.exhausted():
@@ -151,6 +156,7 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
             with accelerator.accumulate(*prepared):
                 loss = bundle.training_loss(batch, active, noise_rng, device)
                 accelerator.backward(loss)
+                reached = [seen or p.grad is not None for seen, p in zip(reached, trainable, strict=True)]
                 if recipe.max_grad_norm and accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(trainable, recipe.max_grad_norm)
                 optimizer.step()
@@ -161,13 +167,16 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
             losses.append(float(loss.detach()))
     for role in roles:
         modules[role].eval()
-    changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in zip(before, trainable, strict=True))
-    if changed < len(trainable):
+    pairs = [(b, p) for b, p, hit in zip(before, trainable, reached, strict=True) if hit]
+    changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in pairs)
+    if not pairs or changed < len(pairs):
         raise TrainingError(
-            f"method '{plan.method.name}': {len(trainable) - changed} of {len(trainable)} trainable tensors "
-            f"did not change after {meter.steps} steps"
+            f"method '{plan.method.name}': {len(pairs) - changed} of {len(pairs)} trainable tensors that received "
+            f"gradients did not change after {meter.steps} steps ({len(trainable) - len(pairs)} received none)"
         )
+    unreachable = [p for p, hit in zip(trainable, reached, strict=True) if not hit]
     memory, memory_kind = peak_memory()
     return TrainReport(steps=meter.steps, samples_seen=meter.samples, seconds=round(meter.seconds, 3),
                        stopped_by=meter.stopped_by, peak_memory_bytes=memory, memory_kind=memory_kind,
-                       trainable_params=sum(p.numel() for p in trainable), changed_tensors=changed, losses=losses)
+                       trainable_params=sum(p.numel() for p in trainable), changed_tensors=changed, losses=losses,
+                       unreachable_tensors=len(unreachable), unreachable_params=sum(p.numel() for p in unreachable))
