@@ -153,6 +153,8 @@ class TaskSpec(_Strict):
     sampling: SamplingSpec
     evaluation: EvaluationSpec
     profiles: dict[Literal["tiny"], dict[str, Any]] = Field(default_factory=dict)
+    # The methods the protocol compares on this task (what `bench describe --task T` accounts for).
+    methods: list[str] = Field(default_factory=list)
     # Evaluation-only task: scores the adapter that this task's run of the same method produced.
     adapter_from_task: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$")
 

@@ -88,7 +88,7 @@ TINY_TEXT_CONFIG = REAL_TEXT_CONFIG | {"hidden_size": 32, "intermediate_size": 6
                                        "num_attention_heads": 4, "projection_dim": 32}
 TINY_T5_CONFIG = REAL_T5_CONFIG | {"vocab_size": 6144, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2,
                                    "num_heads": 4}
-TINY_MAX_SEQUENCE_LENGTH = 32
+TINY_MAX_SEQUENCE_LENGTH = 64
 TINY_INIT_SEED = 0
 
 
