@@ -183,6 +183,8 @@ def build_tiny() -> FluxBundle:
 
     torch.manual_seed(TINY_INIT_SEED)
     parts = _build(TINY_TRANSFORMER_CONFIG, TINY_VAE_CONFIG, TINY_TEXT_CONFIG, TINY_T5_CONFIG)
+    for module in parts.values():
+        module.eval()  # as from_pretrained leaves them (T5's dropout must be off outside training)
     return FluxBundle(family=FAMILY, unet=None, tokenizer=build_clip_tokenizer(),
                       tokenizer_2=build_t5_tokenizer(TINY_MAX_SEQUENCE_LENGTH),
                       noise_scheduler=FlowMatchEulerDiscreteScheduler.from_config(SCHEDULER_CONFIG),

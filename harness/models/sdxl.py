@@ -235,7 +235,7 @@ def decode_fp32(pipeline: Any, latents: Any) -> list[Any]:
     vae = pipeline.vae
     if vae.dtype != torch.float32:
         vae.to(torch.float32)
-    with torch.autocast(latents.device.type, enabled=False):
+    with torch.no_grad(), torch.autocast(latents.device.type, enabled=False):
         latents = latents.to(vae.device, torch.float32) / vae.config.scaling_factor
         images = vae.decode(latents).sample
     if torch.isnan(images).any():
@@ -262,6 +262,8 @@ def build_tiny() -> SDXLBundle:
     torch.manual_seed(TINY_INIT_SEED)
     parts = _build(TINY_UNET_CONFIG, TINY_VAE_CONFIG, TINY_TEXT_CONFIG, TINY_TEXT_2_CONFIG)
     refiner = UNet2DConditionModel.from_config(TINY_REFINER_UNET_CONFIG)
+    for module in [*parts.values(), refiner]:
+        module.eval()  # as from_pretrained leaves them
     return SDXLBundle(family=FAMILY, tokenizer=build_clip_tokenizer(), tokenizer_2=build_clip_tokenizer(),
                       noise_scheduler=DDPMScheduler.from_config(SCHEDULER_CONFIG), refiner_unet=refiner,
                       weights_identity=f"random-init (tiny sdxl + refiner, seed {TINY_INIT_SEED})", **parts)
