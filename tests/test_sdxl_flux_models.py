@@ -11,6 +11,7 @@ from harness import models
 from harness.accounting import count_task_methods
 from harness.cli import app
 from harness.errors import WeightsMissingError
+from harness.models import flux, sdxl
 from harness.plan import build_plan
 from harness.specs import SpecError
 from harness.sweep import FACE_STUDY, cells, parse_grid
@@ -117,3 +118,24 @@ def test_sdxl_decode_upcasts_a_half_precision_vae() -> None:
     latents = torch.randn(1, 4, 8, 6, dtype=torch.float16) * 60  # large values overflow in fp16
     images = decode_fp32(pipeline, latents)
     assert bundle.vae.dtype == torch.float32 and images[0].size == (12, 16)
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_load_real_reads_a_local_diffusers_folder(tmp_path, family: str) -> None:
+    """The full-profile loader (subfolders, classes) reads a pipeline folder; here one saved from the tiny sibling."""
+    tiny = models._family(family).build_tiny()
+    pipeline = tiny.build_pipeline("ddim" if family == "sdxl" else "flow_match_euler")
+    if family == "sdxl":
+        pipeline.base.save_pretrained(tmp_path / "base")
+        tiny.refiner_unet.save_pretrained(tmp_path / "refiner" / "unet")
+        loaded = sdxl.load_real(str(tmp_path / "base"), None, str(tmp_path / "refiner"), None)
+    else:
+        pipeline.save_pretrained(tmp_path / "base")
+        loaded = flux.load_real(str(tmp_path / "base"), None)
+        assert loaded.transformer.dtype == loaded.text_encoder_2.dtype == torch.bfloat16  # FLUX loads in bf16
+    for role, module in tiny.modules().items():
+        theirs = dict(loaded.modules()[role].named_parameters())
+        assert all(torch.equal(p.to(theirs[n].dtype), theirs[n]) for n, p in module.named_parameters()), role
+    prompt = "a photo of cr7man"
+    assert loaded.tokenizer(prompt).input_ids == tiny.tokenizer(prompt).input_ids
+    assert loaded.tokenizer_2(prompt).input_ids == tiny.tokenizer_2(prompt).input_ids
