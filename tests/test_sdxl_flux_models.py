@@ -139,3 +139,12 @@ def test_load_real_reads_a_local_diffusers_folder(tmp_path, family: str) -> None
     prompt = "a photo of cr7man"
     assert loaded.tokenizer(prompt).input_ids == tiny.tokenizer(prompt).input_ids
     assert loaded.tokenizer_2(prompt).input_ids == tiny.tokenizer_2(prompt).input_ids
+
+
+def test_lora_params_typo_is_an_error() -> None:
+    from harness.methods.lora import LoraMethod
+    from harness.specs import MethodSpec
+
+    spec = MethodSpec(name="bad", version=1, kind="lora", params={"component": "unet", "rnk": 8})
+    with pytest.raises(SpecError, match="unknown key 'rnk'"):
+        LoraMethod(spec).adapters  # noqa: B018

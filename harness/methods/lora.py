@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.methods.base import Method, Modules
+from harness.specs import SpecError
 
 DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -36,7 +37,14 @@ class AdapterSpec:
     target_modules: list[str]
 
 
+ADAPTER_KEYS = {"component", "rank", "alpha", "alpha_equals_rank", "target_modules"}
+
+
 def _adapter(params: dict[str, Any]) -> AdapterSpec:
+    unknown = sorted(set(params) - ADAPTER_KEYS - {"adapters"})
+    if unknown:
+        raise SpecError(f"lora params: unknown key '{unknown[0]}' (expected {', '.join(sorted(ADAPTER_KEYS))} "
+                        "or a list under 'adapters')")
     component = str(params.get("component", "unet"))
     rank = int(params.get("rank", 1))
     alpha = float(rank) if params.get("alpha_equals_rank") else float(params.get("alpha", 1))
@@ -58,18 +66,6 @@ class LoraMethod(Method):
         return [_adapter(item) for item in listed] if listed else [_adapter(self.spec.params)]
 
     @property
-    def rank(self) -> int:
-        return self.adapters[0].rank
-
-    @property
-    def alpha(self) -> float:
-        return self.adapters[0].alpha
-
-    @property
-    def target_modules(self) -> list[str]:
-        return self.adapters[0].target_modules
-
-    @property
     def component(self) -> str:
         return "+".join(a.component for a in self.adapters)
 
@@ -85,17 +81,13 @@ class LoraMethod(Method):
                 placed[role] = adapter
         return placed
 
-    def trained_roles(self, modules: Modules) -> list[str]:
-        return list(self.roles(modules))
-
     def targets(self) -> str:
         return "; ".join(f"LoRA rank {a.rank} alpha {a.alpha:g} on {a.component} modules {a.target_modules}"
                          for a in self.adapters)
 
-    def lora_config(self, adapter: AdapterSpec | None = None) -> Any:
+    def lora_config(self, adapter: AdapterSpec) -> Any:
         from peft import LoraConfig
 
-        adapter = adapter or self.adapters[0]
         return LoraConfig(r=adapter.rank, lora_alpha=adapter.alpha, target_modules=adapter.target_modules)
 
     def attach(self, modules: Modules) -> None:
