@@ -30,6 +30,19 @@ def sdxl_unet(unet_config: dict, height: int, width: int, batch: int, time_ids: 
     return _count(lambda: unet(latents, torch.zeros(batch, **meta), hidden, added_cond_kwargs=conditions))
 
 
+def vae(config: dict, height: int, width: int) -> tuple[float, float]:
+    """(encoder, decoder) FLOPs of one image."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL
+
+    with init_empty_weights():
+        model = AutoencoderKL.from_config(config)
+    meta = {"device": "meta"}
+    pixels = torch.empty(1, 3, height, width, **meta)
+    latents = torch.empty(1, config["latent_channels"], height // 8, width // 8, **meta)
+    return _count(lambda: model.encode(pixels)), _count(lambda: model.decode(latents))
+
+
 def flux_transformer(height: int, width: int, batch: int, text_tokens: int = 512) -> float:
     from accelerate import init_empty_weights
     from diffusers import FluxTransformer2DModel
@@ -48,7 +61,11 @@ def flux_transformer(height: int, width: int, batch: int, text_tokens: int = 512
 
 
 def main() -> None:
+    from harness.models.flux import REAL_VAE_CONFIG as FLUX_VAE
     from harness.models.sdxl import REAL_REFINER_UNET_CONFIG, REAL_UNET_CONFIG
+    from harness.models.sdxl import REAL_VAE_CONFIG as SDXL_VAE
+
+    torch.set_num_threads(1)
 
     rows = [
         ("SDXL UNet, 512x360, batch 1 (deepfashion)", sdxl_unet(REAL_UNET_CONFIG, 512, 360, 1, 6, 1280)),
@@ -57,6 +74,9 @@ def main() -> None:
         ("SDXL refiner UNet, 512x360, batch 1", sdxl_unet(REAL_REFINER_UNET_CONFIG, 512, 360, 1, 5, 1280)),
         ("FLUX.1-dev transformer, 1024x1024, batch 1 (face_identity)", flux_transformer(1024, 1024, 1)),
     ]
+    for name, config, (h, w) in (("SDXL VAE", SDXL_VAE, (512, 360)), ("FLUX VAE", FLUX_VAE, (1024, 1024))):
+        encode, decode = vae(config, h, w)
+        rows += [(f"{name} encoder, {h}x{w}", encode), (f"{name} decoder, {h}x{w}", decode)]
     for name, flops in rows:
         print(f"{name}: {flops / 1e12:.2f} TFLOPs per forward")
 
