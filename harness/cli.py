@@ -111,7 +111,7 @@ def describe(task: TaskOpt, method: Annotated[str | None, typer.Option(
     count = count_params(plan)
     console.print(
         f"trainable parameters: {count.trainable:,} on the {count.architecture}\n"
-        f"  share of base model ({count.base_total:,} params in unet + vae + text encoder): "
+        f"  share of base model ({count.base_total:,} params in all modules of the base model): "
         f"{100 * count.share_of_base:.3f}%\n"
         f"  share of {count.component} ({count.component_total:,} params): {100 * count.share_of_component:.3f}%",
         highlight=False,
@@ -169,7 +169,7 @@ def sweep(
     from harness.sweep import parse_grid, run_sweep
 
     if design not in ("full", "face-study"):
-        raise SpecError(f"--design: expected 'full' or 'face-study', got '{design}'")
+        raise SpecError(f"--design '{design}': expected full or face-study")
     cells = run_sweep(task, method, parse_grid(grid or []), design, _check_profile(profile), seed,  # type: ignore[arg-type]
                       Store(db), db.parent / "runs", model_path, data_root, force)
     print_sweep(console, cells)

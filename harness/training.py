@@ -106,7 +106,9 @@ def _lr_scheduler(kind: str, optimizer: Any, max_steps: int) -> Any:
 def _enable_checkpointing(module: Any) -> None:
     if hasattr(module, "enable_gradient_checkpointing"):  # diffusers models
         module.enable_gradient_checkpointing()
-    elif hasattr(module, "gradient_checkpointing_enable"):  # transformers models
+    elif hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5
+        module.activation_checkpointing_enable()
+    elif hasattr(module, "gradient_checkpointing_enable"):  # older transformers
         module.gradient_checkpointing_enable()
 
 
