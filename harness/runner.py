@@ -58,12 +58,14 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
     """
     from harness import data, models
 
+    adapter_run = borrowed_adapter_run(plan, store)
     existing = store.completed_run(plan.plan_hash)
+    if existing and adapter_run is not None and store.run_row(existing)["adapter_file"] != adapter_run["adapter_file"]:
+        existing = None  # the source task was trained again since: score its newer adapter
     if existing and not force:
         return RunOutcome(existing, "skipped")
     timer = StageTimer()
     with timer.stage("load"):
-        adapter_run = borrowed_adapter_run(plan, store)
         bundle = models.load(plan)
         dataset = data.load(plan) if plan.trains else None
     run_id = new_run_id(plan)

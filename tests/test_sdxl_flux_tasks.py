@@ -104,3 +104,15 @@ def test_face_study_sweep_gives_eleven_runs(tmp_path: Path) -> None:
         assert plan["training"]["lr_schedule"] == wanted["schedule"]
         assert rows[cell.run_id]["trainable_params"] == wanted["rank"] * rows[cells[0].run_id][
             "trainable_params"] // FACE_STUDY[0]["rank"]
+
+
+def test_coco_rescores_when_deepfashion_is_trained_again(tmp_path: Path) -> None:
+    store, runs = Store(tmp_path / "bench.duckdb"), tmp_path / "runs"
+    run(build_plan("deepfashion", "lora_te_r8", "tiny"), store, runs)
+    coco = build_plan("coco_generalization", "lora_te_r8", "tiny")
+    first = run(coco, store, runs)
+    assert first.status == "completed" and run(coco, store, runs).status == "skipped"
+    retrained = run(build_plan("deepfashion", "lora_te_r8", "tiny"), store, runs, force=True)
+    again = run(coco, store, runs)
+    assert again.status == "completed" and again.run_id != first.run_id
+    assert store.run_row(again.run_id)["adapter_file"] == store.run_row(retrained.run_id)["adapter_file"]
