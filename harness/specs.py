@@ -7,10 +7,12 @@ task is a partial spec merged over the full one and validated again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.specs_data import CocoCaptionsDataSpec, DeepFashionDataSpec, PersonFolderDataSpec, SingleImageDataSpec
 
 SPEC_VERSION = 1
 
@@ -26,9 +28,12 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     """Which base model family and which weights."""
 
-    family: Literal["sd15"]
+    family: Literal["sd15", "sdxl", "flux"]
     hub_id: str
     revision: str | None = None
+    # SDXL only: the refiner applied to the last ``sampling.refine_fraction`` of denoising.
+    refiner_hub_id: str | None = None
+    refiner_revision: str | None = None
 
 
 class BudgetSpec(_Strict):
@@ -49,9 +54,12 @@ class TrainingSpec(_Strict):
     max_steps: int | None = Field(default=None, ge=1)
     mixed_precision: Literal["no", "fp16", "bf16"] | None = None
     max_grad_norm: float | None = Field(default=None, gt=0)
+    lr_schedule: Literal["constant", "cosine"] | None = None  # diffusers get_scheduler, no warm-up
+    epochs: int | None = Field(default=None, ge=1)  # caps optimizer steps at epochs x batches per epoch
+    gradient_checkpointing: bool | None = None
 
 
-class DataSpec(_Strict):
+class Cifar10DataSpec(_Strict):
     """Dataset adapter and preprocessing."""
 
     adapter: Literal["cifar10"]
@@ -63,23 +71,33 @@ class DataSpec(_Strict):
     synthetic_per_class: int = Field(default=40, ge=1)
 
     @model_validator(mode="after")
-    def _templates_have_slot(self) -> DataSpec:
+    def _templates_have_slot(self) -> Cifar10DataSpec:
         for template in self.templates:
             if "{c}" not in template:
                 raise ValueError(f"template {template!r} must contain '{{c}}'")
         return self
 
 
+# One typed data spec per adapter, chosen by its ``adapter`` field.
+DataSpec = Annotated[
+    Cifar10DataSpec | DeepFashionDataSpec | CocoCaptionsDataSpec | PersonFolderDataSpec | SingleImageDataSpec,
+    Field(discriminator="adapter"),
+]
+
+
 class SamplingSpec(_Strict):
     """Seeded generation settings."""
 
-    scheduler: Literal["ddim"] = "ddim"
+    scheduler: Literal["ddim", "flow_match_euler"] = "ddim"
     steps: int = Field(ge=1)
     guidance_scale: float = Field(ge=0)
     height: int = Field(ge=8)
     width: int = Field(ge=8)
     batch_size: int = Field(default=8, ge=1)
     negative_prompt: str | None = None
+    negative_prompt_for: Literal["all", "frozen"] = "all"  # "frozen": only the untrained base gets it
+    refine_fraction: float = Field(default=0.0, ge=0, lt=1)  # SDXL refiner on the last fraction of steps
+    prompt_prefix: str | None = None  # prepended (with a space) to every evaluation prompt
     near_black_threshold: float = Field(default=10.0, ge=0, le=255)
 
 
@@ -94,14 +112,18 @@ class PromptSetSpec(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    source: Literal["class_templates", "list"]
+    source: Literal["class_templates", "list", "dataset_captions"]
     samples_per_prompt: int = Field(ge=1)
     prompts: list[PromptSpec] = Field(default_factory=list)
+    # dataset_captions: the captions of the first ``max_prompts`` evaluation images of the data adapter
+    max_prompts: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _list_needs_prompts(self) -> PromptSetSpec:
         if self.source == "list" and not self.prompts:
             raise ValueError("a 'list' prompt set needs at least one prompt")
+        if self.source == "dataset_captions" and self.max_prompts is None:
+            raise ValueError("a 'dataset_captions' prompt set needs 'max_prompts'")
         return self
 
 
@@ -131,6 +153,10 @@ class TaskSpec(_Strict):
     sampling: SamplingSpec
     evaluation: EvaluationSpec
     profiles: dict[Literal["tiny"], dict[str, Any]] = Field(default_factory=dict)
+    # The methods the protocol compares on this task (what `bench describe --task T` accounts for).
+    methods: list[str] = Field(default_factory=list)
+    # Evaluation-only task: scores the adapter that this task's run of the same method produced.
+    adapter_from_task: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$")
 
 
 class MethodSpec(_Strict):

@@ -53,6 +53,10 @@ class TrainReport:
     trainable_params: int
     changed_tensors: int
     losses: list[float]
+    # Trainable tensors that never received a gradient because the loss does not depend on them
+    # (e.g. LoRA on the last layer of SDXL's first text encoder, whose penultimate states are used).
+    unreachable_tensors: int = 0
+    unreachable_params: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,10 +84,37 @@ def _accelerator(plan: RunPlan) -> Any:
     return Accelerator(mixed_precision=precision)
 
 
+def step_limit(plan: RunPlan, batches_per_epoch: int) -> int:
+    """Optimizer steps allowed: budget, recipe and (if set) epochs x batches per epoch, whichever is least."""
+    limits = [plan.task.budget.max_steps, plan.training.max_steps]
+    if plan.training.epochs:
+        limits.append(plan.training.epochs * batches_per_epoch)
+    return min(limits)
+
+
+def trained_roles(modules: dict) -> list[str]:
+    """Roles of the modules holding trainable parameters (e.g. ``unet`` and both text encoders)."""
+    return [role for role, module in modules.items() if any(p.requires_grad for p in module.parameters())]
+
+
+def _lr_scheduler(kind: str, optimizer: Any, max_steps: int) -> Any:
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(kind, optimizer=optimizer, num_warmup_steps=0, num_training_steps=max_steps)
+
+
+def _enable_checkpointing(module: Any) -> None:
+    if hasattr(module, "enable_gradient_checkpointing"):  # diffusers models
+        module.enable_gradient_checkpointing()
+    elif hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5
+        module.activation_checkpointing_enable()
+    elif hasattr(module, "gradient_checkpointing_enable"):  # older transformers
+        module.gradient_checkpointing_enable()
+
+
 def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, modules: dict) -> TrainReport:
-    """Train the method's parameters with the noise-prediction loss until the budget runs out."""
+    """Train the method's parameters with the family's loss (``bundle.training_loss``) until the budget runs out."""
     import torch
-    import torch.nn.functional as F
 
     trainable = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     if not trainable:
@@ -101,53 +132,53 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
     if len(loader) == 0:
         raise TrainingError(f"task '{plan.task.name}': {len(dataset)} training images < batch size "
                             f"{recipe.batch_size}")
-    trained = modules[method.component]
-    trained.train()
-    trained, optimizer, loader = accelerator.prepare(trained, optimizer, loader)
+    max_steps = step_limit(plan, len(loader))
+    # accelerate steps a prepared scheduler once per process per optimizer step
+    lr_scheduler = _lr_scheduler(recipe.lr_schedule, optimizer, max_steps * accelerator.num_processes)
+    roles = trained_roles(modules)
+    for role in roles:
+        modules[role].train()
+        if recipe.gradient_checkpointing:
+            _enable_checkpointing(modules[role])
+    *prepared, optimizer, loader, lr_scheduler = accelerator.prepare(*(modules[r] for r in roles), optimizer,
+                                                                     loader, lr_scheduler)
+    active = {**modules, **dict(zip(roles, prepared, strict=True))}
     device = accelerator.device
     for role, module in modules.items():
-        if role != method.component:
+        if role not in roles:
             module.to(device)
     noise_rng = torch.Generator().manual_seed(plan.seed + 1)
-    scheduler = bundle.noise_scheduler
-    meter = BudgetMeter(plan.task.budget.max_samples, min(plan.task.budget.max_steps, recipe.max_steps),
-                        plan.task.budget.max_seconds)
+    meter = BudgetMeter(plan.task.budget.max_samples, max_steps, plan.task.budget.max_seconds)
     losses: list[float] = []
+    reached = [False] * len(trainable)
     while not meter.exhausted():
         for batch in loader:
             if meter.exhausted():
                 break
-            with accelerator.accumulate(trained):
-                with torch.no_grad():
-                    pixels = batch["pixel_values"].to(device, dtype=bundle.vae.dtype)
-                    latents = bundle.vae.encode(pixels).latent_dist.sample(generator=noise_rng) * bundle.latent_scale
-                    hidden = bundle.encode_prompts(list(batch["caption"]))
-                noise = torch.randn(latents.shape, generator=noise_rng).to(device, latents.dtype)
-                steps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],),
-                                      generator=noise_rng).to(device)
-                noisy = scheduler.add_noise(latents, noise, steps)
-                if scheduler.config.prediction_type == "v_prediction":
-                    target = scheduler.get_velocity(latents, noise, steps)
-                else:
-                    target = noise
-                prediction = trained(noisy, steps, hidden).sample
-                loss = F.mse_loss(prediction.float(), target.float())
+            with accelerator.accumulate(*prepared):
+                loss = bundle.training_loss(batch, active, noise_rng, device)
                 accelerator.backward(loss)
+                reached = [seen or p.grad is not None for seen, p in zip(reached, trainable, strict=True)]
                 if recipe.max_grad_norm and accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(trainable, recipe.max_grad_norm)
                 optimizer.step()
+                lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             meter.steps += 1
-            meter.samples += latents.shape[0] * accelerator.num_processes
+            meter.samples += len(batch["caption"]) * accelerator.num_processes
             losses.append(float(loss.detach()))
-    trained.eval()
-    changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in zip(before, trainable, strict=True))
-    if changed < len(trainable):
+    for role in roles:
+        modules[role].eval()
+    pairs = [(b, p) for b, p, hit in zip(before, trainable, reached, strict=True) if hit]
+    changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in pairs)
+    if not pairs or changed < len(pairs):
         raise TrainingError(
-            f"method '{plan.method.name}': {len(trainable) - changed} of {len(trainable)} trainable tensors "
-            f"did not change after {meter.steps} steps"
+            f"method '{plan.method.name}': {len(pairs) - changed} of {len(pairs)} trainable tensors that received "
+            f"gradients did not change after {meter.steps} steps ({len(trainable) - len(pairs)} received none)"
         )
+    unreachable = [p for p, hit in zip(trainable, reached, strict=True) if not hit]
     memory, memory_kind = peak_memory()
     return TrainReport(steps=meter.steps, samples_seen=meter.samples, seconds=round(meter.seconds, 3),
                        stopped_by=meter.stopped_by, peak_memory_bytes=memory, memory_kind=memory_kind,
-                       trainable_params=sum(p.numel() for p in trainable), changed_tensors=changed, losses=losses)
+                       trainable_params=sum(p.numel() for p in trainable), changed_tensors=changed, losses=losses,
+                       unreachable_tensors=len(unreachable), unreachable_params=sum(p.numel() for p in unreachable))

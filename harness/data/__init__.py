@@ -79,8 +79,24 @@ def _cifar(plan: RunPlan) -> CaptionedImages:
     return CaptionedImages(arrays.images[chosen], captions, groups, spec.resolution, spec.interpolation)
 
 
-def load(plan: RunPlan) -> CaptionedImages:
+IMAGE_FOLDER_ADAPTERS = ("deepfashion_multimodal", "coco_captions", "person_folder", "single_image")
+
+
+def load(plan: RunPlan) -> Any:
     """The plan's training data (the subset chosen by the run seed)."""
     if plan.task.data.adapter == "cifar10":
         return _cifar(plan)
+    if plan.task.data.adapter in IMAGE_FOLDER_ADAPTERS:
+        from harness.data.images import load_training
+
+        return load_training(plan)
     raise ValueError(f"unknown data adapter '{plan.task.data.adapter}'")
+
+
+def load_references(plan: RunPlan) -> ReferenceSet:
+    """Evaluation targets of the plan's data, preprocessed per protocol (FID targets, reference faces)."""
+    if plan.task.data.adapter in IMAGE_FOLDER_ADAPTERS:
+        from harness.data.images import load_references as image_references
+
+        return image_references(plan)
+    raise ValueError(f"data adapter '{plan.task.data.adapter}' provides no reference images")

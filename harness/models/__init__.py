@@ -14,6 +14,14 @@ def _family(name: str) -> Any:
         from harness.models import sd15
 
         return sd15
+    if name == "sdxl":
+        from harness.models import sdxl
+
+        return sdxl
+    if name == "flux":
+        from harness.models import flux
+
+        return flux
     raise ValueError(f"unknown model family '{name}'")
 
 
@@ -22,7 +30,10 @@ def load(plan: RunPlan) -> DiffusionBundle:
     family = _family(plan.task.model.family)
     if plan.profile == "tiny":
         return family.build_tiny()
-    return family.load_real(plan.model_source, plan.task.model.revision)
+    model = plan.task.model
+    if model.refiner_hub_id:  # SDXL: the refiner comes from its own repository
+        return family.load_real(plan.model_source, model.revision, model.refiner_hub_id, model.refiner_revision)
+    return family.load_real(plan.model_source, model.revision)
 
 
 def build_meta(family_name: str) -> dict[str, Any]:
@@ -32,5 +43,4 @@ def build_meta(family_name: str) -> dict[str, Any]:
 
 def build_tiny_modules(family_name: str) -> dict[str, Any]:
     """Tiny-sibling modules of a family (for accounting on the tiny profile)."""
-    bundle = _family(family_name).build_tiny()
-    return {"unet": bundle.unet, "vae": bundle.vae, "text_encoder": bundle.text_encoder}
+    return _family(family_name).build_tiny().modules()
