@@ -58,7 +58,8 @@ class CaptionedImages:
                 "group": self.groups[index]}
 
 
-def _cifar(plan: RunPlan) -> CaptionedImages:
+def _cifar_root(plan: RunPlan) -> Any:
+    """The CIFAR-10 folder: the synthetic stand-in on ``tiny`` (written once), the real one on ``full``."""
     from harness.data import cifar10
 
     spec = plan.task.data
@@ -66,10 +67,15 @@ def _cifar(plan: RunPlan) -> CaptionedImages:
         folder = cache_dir() / "synthetic" / f"cifar10_pc{spec.synthetic_per_class}"
         if not (folder / cifar10.FOLDER / "batches.meta").is_file():
             cifar10.write_synthetic(folder, spec.synthetic_per_class)
-        root = cifar10.find_root(str(folder))
-    else:
-        root = cifar10.find_root(plan.data_root)
-    arrays = cifar10.read_train(root)
+        return cifar10.find_root(str(folder))
+    return cifar10.find_root(plan.data_root)
+
+
+def _cifar(plan: RunPlan) -> CaptionedImages:
+    from harness.data import cifar10
+
+    spec = plan.task.data
+    arrays = cifar10.read_train(_cifar_root(plan))
     rng = np.random.default_rng(plan.seed)
     size = min(spec.subset_size, len(arrays.labels))
     chosen = np.sort(rng.choice(len(arrays.labels), size=size, replace=False))
@@ -77,6 +83,28 @@ def _cifar(plan: RunPlan) -> CaptionedImages:
     groups = [arrays.class_names[arrays.labels[i]] for i in chosen]
     captions = [spec.templates[t].format(c=g) for t, g in zip(template_ids, groups, strict=True)]
     return CaptionedImages(arrays.images[chosen], captions, groups, spec.resolution, spec.interpolation)
+
+
+REFERENCE_SEED = 0  # reference subsets are fixed per task, independent of the run seed
+
+
+def _cifar_references(plan: RunPlan) -> ReferenceSet:
+    """``subset_size`` CIFAR-10 training images (fixed seed) at their native 32x32, uint8."""
+    from harness.data import cifar10
+
+    spec = plan.task.data
+    arrays = cifar10.read_train(_cifar_root(plan))
+    size = min(spec.subset_size, len(arrays.labels))
+    chosen = np.sort(np.random.default_rng(REFERENCE_SEED).choice(len(arrays.labels), size=size, replace=False))
+    name = f"cifar10-train-{'synthetic' if plan.profile == 'tiny' else 'real'}-{size}"
+    return ReferenceSet(name, [arrays.images[i] for i in chosen], [arrays.class_names[arrays.labels[i]] for i in chosen])
+
+
+def load_references(plan: RunPlan) -> ReferenceSet:
+    """The real images the plan's reference-based metrics compare against."""
+    if plan.task.data.adapter == "cifar10":
+        return _cifar_references(plan)
+    raise ValueError(f"data adapter '{plan.task.data.adapter}' provides no reference images")
 
 
 def load(plan: RunPlan) -> CaptionedImages:
