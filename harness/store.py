@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR, metric VARCHAR, prompt_set VARCHAR, grp VARCHAR, value DOUBLE, n INTEGER,
     ci_low DOUBLE, ci_high DOUBLE, card JSON, checkpoint INTEGER
 );
+ALTER TABLE metrics ADD COLUMN IF NOT EXISTS std DOUBLE;
 """
 
 

@@ -97,7 +97,8 @@ def _cifar_references(plan: RunPlan) -> ReferenceSet:
     size = min(spec.subset_size, len(arrays.labels))
     chosen = np.sort(np.random.default_rng(REFERENCE_SEED).choice(len(arrays.labels), size=size, replace=False))
     name = f"cifar10-train-{'synthetic' if plan.profile == 'tiny' else 'real'}-{size}"
-    return ReferenceSet(name, [arrays.images[i] for i in chosen], [arrays.class_names[arrays.labels[i]] for i in chosen])
+    groups = [arrays.class_names[arrays.labels[i]] for i in chosen]
+    return ReferenceSet(name, [arrays.images[i] for i in chosen], groups)
 
 
 def load_references(plan: RunPlan) -> ReferenceSet:
