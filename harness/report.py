@@ -192,3 +192,65 @@ def print_leaderboard(console: Console, store: Store, task: str, profile: str | 
         note = _tiny_note(prof)
         if note:
             console.print(note)
+
+
+def print_weights(console: Console, presence: list[Any]) -> None:
+    """The weights table: file, users, expected hash, where it goes, what points to it, and presence."""
+    from harness.weights import where
+
+    if not presence:
+        console.print("no weights files needed (the tiny profile uses random-init backbones)")
+        return
+    table = Table(title="weights files (never downloaded at run time)")
+    for name in ("file", "used by", "expected sha256", "where", "env var / flag", "fetch from", "present"):
+        table.add_column(name, overflow="fold")
+    for p in presence:
+        w = p.weight
+        status = "[red]missing[/]" if p.path is None else f"[green]yes[/] {p.path}"
+        if p.sha_ok is False:
+            status = f"[red]hash mismatch[/] {p.path}"
+        sha = "-" if not w.sha256 else (w.sha256 + ("... (prefix)" if len(w.sha256) < 64 else ""))
+        table.add_row(w.key, ", ".join(w.used_by), sha, where(w), w.env_var, w.source, status)
+    console.print(table)
+    console.print(f"{sum(p.path is None for p in presence)} of {len(presence)} missing; fetch them on a networked "
+                  "machine and copy them to the place shown ($BENCH_WEIGHTS, HF_HOME) or point the variable at them",
+                  highlight=False)
+
+
+def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> None:
+    """Rankings per metric, Kendall tau between them, and the flipped method pairs with their prompts."""
+    if analysis is None:
+        console.print("no disagreement analysis stored")
+        return
+    console.print(f"[bold]{analysis['task']}[/] ({analysis['profile']}): analysis {analysis['analysis_id']}",
+                  highlight=False)
+    methods = sorted({r["method"] for r in analysis["rankings"]})
+    table = Table(title="rank of each method by each metric (1 = best)")
+    table.add_column("metric [prompt set]")
+    for method in methods:
+        table.add_column(method, justify="right")
+    by_key: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in analysis["rankings"]:
+        by_key[(r["metric"], r["prompt_set"])][r["method"]] = r
+    for (metric, prompt_set), ranks in sorted(by_key.items()):
+        better = "higher" if next(iter(ranks.values()))["higher_is_better"] else "lower"
+        table.add_row(f"{metric} [{prompt_set}] ({better} better)",
+                      *(f"{ranks[m]['rank']}  ({ranks[m]['value']:.4g}, N={ranks[m]['n']})" for m in methods))
+    console.print(table)
+    taus = Table(title="Kendall tau-b between metric rankings")
+    for name in ("metric A", "metric B", "tau", "95% bootstrap interval", "note"):
+        taus.add_column(name)
+    for t in analysis["tau"]:
+        interval = "-" if t["ci_low"] is None else f"[{t['ci_low']:.2f}, {t['ci_high']:.2f}]"
+        taus.add_row(f"{t['metric_a']} [{t['set_a']}]", f"{t['metric_b']} [{t['set_b']}]", _num(t["tau"], 3),
+                     interval, t["note"])
+    console.print(taus)
+    if not analysis["flips"]:
+        console.print("no method pair changes order between metrics")
+    for f in analysis["flips"]:
+        console.print(f"[bold]flip[/] {f['method_a']} vs {f['method_b']}: {f['metric_a']} [{f['set_a']}] prefers "
+                      f"{f['method_a'] if f['delta_a'] > 0 else f['method_b']}, {f['metric_b']} [{f['set_b']}] prefers "
+                      f"{f['method_a'] if f['delta_b'] > 0 else f['method_b']}", highlight=False)
+        for prompt in f["prompts"]:
+            console.print(f"    {prompt['prompt_id']} \"{prompt['prompt']}\" strength {prompt['strength']:.2f} "
+                          f"({prompt['why']})", highlight=False)

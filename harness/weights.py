@@ -166,12 +166,12 @@ class Presence:
     sha_ok: bool | None  # None: not checked (or no expected hash)
 
 
-def needed_keys(metric_names: list[str], families: list[str]) -> list[str]:
-    """Keys of the table a set of metrics and model families needs on the full profile."""
+def needed_keys(metric_names: list[str], families: list[str], profile: str = "full") -> list[str]:
+    """Keys of the table a set of metrics and model families needs; ``tiny`` needs only packaged files."""
     keys = []
     for w in WEIGHT_FILES:
         wanted = any(m in w.used_by for m in metric_names) or any(f"model:{f}" in w.used_by for f in families)
-        if wanted and w.key not in keys:
+        if wanted and (profile == "full" or w.location == "package") and w.key not in keys:
             keys.append(w.key)
     return keys
 
