@@ -9,14 +9,15 @@ import numpy as np
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Float RGB in [0, 1] to uint8 by round-half-to-even of ``x * 255`` after clipping.
+    """Float RGB in [0, 1] to uint8 by round-half-to-even of ``x * 255`` in float32 after clipping.
 
-    This is what diffusers' ``numpy_to_pil`` does to generated images (``(x * 255).round()``), so
-    reference images that start as floats get exactly the same rounding.
+    This is what diffusers does to generated images (``postprocess`` clamps to [0, 1], then
+    ``numpy_to_pil`` computes ``(x * 255).round()`` on float32), so reference images that start as
+    floats get bit-identical rounding.
     """
     if pixels.dtype == np.uint8:
         return pixels
-    return np.round(np.clip(pixels.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return (np.clip(pixels.astype(np.float32), 0.0, 1.0) * np.float32(255)).round().astype(np.uint8)
 
 
 def load_png(path: Path) -> np.ndarray:
