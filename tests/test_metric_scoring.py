@@ -3,8 +3,6 @@ degenerate counts in the leaderboard, `bench weights`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -188,3 +186,24 @@ def test_inception_weights_are_required_and_hash_checked(tmp_path, monkeypatch) 
     wrong.write_bytes(b"not the inception weights")
     with pytest.raises(WeightsMissingError, match="does not match"):
         require("inception")
+
+
+def test_full_extractor_loads_inception_from_the_weights_file_without_download(tmp_path, monkeypatch) -> None:
+    """The full path (torch-fidelity InceptionV3 + feature_extractor_weights_path), fed a random-init state dict."""
+    from torch_fidelity import feature_extractor_inceptionv3 as inception
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("torch-fidelity tried to download Inception weights")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(inception, "load_state_dict_from_url", lambda *a, **k: {})
+        patch.setattr(inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        random_init = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    path = tmp_path / "inception.pth"
+    torch.save(random_init.state_dict(), path)
+    monkeypatch.setattr(inception, "load_state_dict_from_url", no_download)
+    extractor = fidelity.extractor_from_file(path, "ab" * 32)
+    images = [np.random.default_rng(i).integers(0, 256, size=(32, 48, 3), dtype=np.uint8) for i in range(2)]
+    features = fidelity.extract(extractor, images)
+    assert features.shape == (2, 2048) and extractor.weights_identity == "sha256:" + "ab" * 8
+    assert "299x299" in extractor.preprocessing
