@@ -130,6 +130,10 @@ def test_tiny_extractor_uses_the_same_resize_and_uint8_contract() -> None:
     wrapped = fidelity.Extractor(extractor, fidelity.TINY_EXTRACTOR, "16", "random-init (seed 0)", True)
     first, again = fidelity.extract(wrapped, [image]), fidelity.extract(wrapped, [image.copy()])
     assert first.shape == (1, 16) and torch.equal(first, again)
+    other = np.random.default_rng(9).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    mixed = fidelity.extract(wrapped, [image, other, image])  # sizes differ: extracted per size, order kept
+    assert torch.allclose(mixed[0], first[0]) and torch.allclose(mixed[2], first[0])
+    assert torch.allclose(mixed[1], fidelity.extract(wrapped, [other])[0])
 
 
 def test_uint8_rounding_matches_diffusers_on_half_steps() -> None:

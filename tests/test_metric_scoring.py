@@ -207,3 +207,29 @@ def test_full_extractor_loads_inception_from_the_weights_file_without_download(t
     features = fidelity.extract(extractor, images)
     assert features.shape == (2, 2048) and extractor.weights_identity == "sha256:" + "ab" * 8
     assert "299x299" in extractor.preprocessing
+
+
+def test_one_scoring_pass_loads_references_once_and_keeps_clip_variants_apart(tiny_runs, monkeypatch) -> None:
+    from harness import data, metrics
+    from harness.metrics import clip_score
+
+    store, run = tiny_runs["store"], tiny_runs["outcomes"]["frozen"]
+    plan = build_plan(FID_SPEC, "frozen", "tiny")
+    calls = []
+    real_loader = data.load_references
+    monkeypatch.setattr("harness.data.load_references", lambda p: calls.append(p) or real_loader(p))
+    records = _records(store, run.run_id, "A") + _records(store, run.run_id, "B")
+    result = metrics.score(plan, records, run.run_dir)
+    assert len(calls) == 1  # fid and kid share one load
+    rows = {(a.metric, a.prompt_set, a.group): a for a in result.aggregates}
+    assert ("clip_score_all_pairs", "A", ALL) not in rows  # the spec applies it to prompt set B only
+    assert {k[2] for k in rows if k[0] == "clip_score_all_pairs"} == {ALL}
+    paired = {(s.prompt_id, s.sample_idx): s.value for s in result.per_sample if s.metric == "clip_score"}
+    stored = {(s["prompt_id"], s["sample_idx"]): s["value"] for s in store.sample_scores(run.run_id)}
+    assert all(paired[k] == pytest.approx(stored[k], abs=1e-6) for k in paired)  # same paired cosine as the run
+    b_records = [r for r in records if r.prompt_set == "B"]
+    backbone = clip_score.load(plan, _metric(plan, "clip_score"))
+    images = [Image.open(run.run_dir / r.file).convert("RGB") for r in b_records]
+    texts = sorted({r.prompt for r in b_records})
+    matrix = clip_score.embed_images(backbone, images) @ clip_score.embed_texts(backbone, texts).T
+    assert rows[("clip_score_all_pairs", "B", ALL)].value == pytest.approx(float(matrix.mean()), abs=1e-6)

@@ -128,15 +128,36 @@ def records_for(spec: Any, records: list[SampleRecord]) -> list[SampleRecord]:
     return [r for r in records if r.prompt_set in spec.prompt_sets]
 
 
+_REFERENCES: dict[str, tuple[Any, str]] | None = None  # set only while ``score`` runs
+
+
+def references(plan: RunPlan) -> tuple[Any, str]:
+    """The plan's ReferenceSet and its digest; loaded once per scoring pass however many metrics use it."""
+    from harness import data
+
+    if _REFERENCES is None:
+        loaded = data.load_references(plan)
+        return loaded, loaded.digest()
+    if plan.plan_hash not in _REFERENCES:
+        loaded = data.load_references(plan)
+        _REFERENCES[plan.plan_hash] = (loaded, loaded.digest())
+    return _REFERENCES[plan.plan_hash]
+
+
 def score(plan: RunPlan, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
     """Run every metric of the task on the run's samples."""
+    global _REFERENCES
     result = ScoreResult()
-    for metric in plan.task.evaluation.metrics:
-        if metric.name not in METRIC_MODULES:
-            raise ValueError(f"unknown metric '{metric.name}'")
-        module = importlib.import_module(f"harness.metrics.{METRIC_MODULES[metric.name]}")
-        part = module.score(plan, metric, records_for(metric, records), run_dir)
-        result.per_sample.extend(part.per_sample)
-        result.aggregates.extend(part.aggregates)
+    _REFERENCES = {}
+    try:
+        for metric in plan.task.evaluation.metrics:
+            if metric.name not in METRIC_MODULES:
+                raise ValueError(f"unknown metric '{metric.name}'")
+            module = importlib.import_module(f"harness.metrics.{METRIC_MODULES[metric.name]}")
+            part = module.score(plan, metric, records_for(metric, records), run_dir)
+            result.per_sample.extend(part.per_sample)
+            result.aggregates.extend(part.aggregates)
+    finally:
+        _REFERENCES = None
     result.aggregates.extend(near_black_counts(plan, records))
     return result

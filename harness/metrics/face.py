@@ -85,14 +85,14 @@ def distances(embeddings: list[Any], reference_mean: Any) -> list[float | None]:
     return [None if e is None else float((e - reference_mean).norm()) for e in embeddings]
 
 
-def reference_identity(models: FaceModels, references: Any) -> tuple[Any, int, bool]:
+def reference_identity(models: FaceModels, references: Any, digest: str) -> tuple[Any, int, bool]:
     """Mean (not re-normalised) reference embedding, number of reference images with a face, cache hit."""
     import torch
 
     check_uint8(references.images, f"reference set '{references.name}'")
     fields = {"metric": "face_distance", "detector": "MTCNN facenet-pytorch " + version("facenet-pytorch"),
               "weights": models.weights, "preprocessing": PREPROCESSING, "n": len(references.images),
-              "reference": references.name, "digest": references.digest()}
+              "reference": references.name, "digest": digest}
 
     def compute() -> dict[str, Any]:
         found = [e for e in embed_faces(models, to_pil(references.images)) if e is not None]
@@ -107,11 +107,11 @@ def reference_identity(models: FaceModels, references: Any) -> tuple[Any, int, b
 
 def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
     """Per-image face distance (None when faceless), per-set/group means over faces, faceless counts."""
-    from harness.data import load_references
+    from harness.metrics import references as reference_set
 
-    references = load_references(plan)
+    references, digest = reference_set(plan)
     models = load_models(plan)
-    reference_mean, n_ref_faces, hit = reference_identity(models, references)
+    reference_mean, n_ref_faces, hit = reference_identity(models, references, digest)
     embeddings = embed_faces(models, to_pil([load_png(run_dir / r.file) for r in records]))
     values = distances(embeddings, reference_mean) if reference_mean is not None else [None] * len(records)
     flags = ["reference_cache_hit" if hit else "reference_cache_miss"]

@@ -136,12 +136,21 @@ def extractor_from_file(path: Path, sha: str) -> Extractor:
 
 def extract(extractor: Extractor, images: list[np.ndarray]) -> Any:
     """N x D float32 features of uint8 images through torch-fidelity's dataset loop."""
+    import torch
     from torch_fidelity.utils import get_featuresdict_from_dataset
 
     check_uint8(images, "feature extraction")
-    features = get_featuresdict_from_dataset(as_torch_dataset(images), extractor.module, batch_size=32,
-                                             cuda=_cuda(), save_cpu_ram=True, verbose=False)
-    return features[extractor.layer]
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(i)
+    out = None
+    for indices in by_shape.values():  # a batch needs one size; the extractor resizes every size the same way
+        part = get_featuresdict_from_dataset(as_torch_dataset([images[i] for i in indices]), extractor.module,
+                                             batch_size=32, cuda=_cuda(), save_cpu_ram=True,
+                                             verbose=False)[extractor.layer]
+        out = torch.empty(len(images), part.shape[1], dtype=part.dtype) if out is None else out
+        out[torch.tensor(indices)] = part
+    return out
 
 
 def statistics(features: Any) -> dict[str, np.ndarray]:
@@ -175,7 +184,8 @@ def kid_per_subset(features_a: Any, features_b: Any, subsets: int, subset_size: 
     return values
 
 
-def reference_statistics(extractor: Extractor, references: Any) -> tuple[dict[str, Any], bool, dict[str, Any]]:
+def reference_statistics(extractor: Extractor, references: Any, digest: str | None = None
+                         ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
     """Features, mu and sigma of the reference set, from the on-disk cache when the key matches."""
     import torch
 
@@ -183,7 +193,7 @@ def reference_statistics(extractor: Extractor, references: Any) -> tuple[dict[st
     fields = {"extractor": extractor.name, "layer": extractor.layer, "weights": extractor.weights_identity,
               "preprocessing": extractor.preprocessing, "torch_fidelity": version("torch-fidelity"),
               "resolution": sorted({tuple(int(d) for d in im.shape) for im in references.images}),
-              "n": len(references.images), "reference": references.name, "digest": references.digest()}
+              "n": len(references.images), "reference": references.name, "digest": digest or references.digest()}
 
     def compute() -> dict[str, Any]:
         features = extract(extractor, references.images)
@@ -208,11 +218,11 @@ def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir:
     """FID or KID of each prompt set's samples against the task's reference set."""
     import torch
 
-    from harness.data import load_references
+    from harness.metrics import references as reference_set
 
-    references = load_references(plan)
+    references, digest = reference_set(plan)
     extractor = load_extractor(plan, spec)
-    ref, hit, fields = reference_statistics(extractor, references)
+    ref, hit, fields = reference_statistics(extractor, references, digest)
     ref_stats = {"mu": ref["mu"].numpy(), "sigma": ref["sigma"].numpy()}
     result = ScoreResult()
     for prompt_set in sorted({r.prompt_set for r in records}):

@@ -125,12 +125,12 @@ def load_encoder(plan: RunPlan, spec: MetricSpec) -> ImageEncoder:
     return ImageEncoder(dino_embedder(model), card)
 
 
-def reference_embeddings(encoder: ImageEncoder, references: Any) -> tuple[Any, bool]:
+def reference_embeddings(encoder: ImageEncoder, references: Any, digest: str) -> tuple[Any, bool]:
     """Embeddings of every reference image, from the on-disk cache when the key matches."""
     check_uint8(references.images, f"reference set '{references.name}'")
     fields = {"metric": encoder.card.metric, "backbone": encoder.card.backbone, "weights": encoder.card.weights,
               "preprocessing": encoder.card.preprocessing, "n": len(references.images),
-              "reference": references.name, "digest": references.digest()}
+              "reference": references.name, "digest": digest}
     item, hit = load_or_compute("subject", fields,
                                 lambda: {"embeddings": encoder.embed(to_pil(references.images))})
     return item["embeddings"], hit
@@ -176,11 +176,11 @@ def anchor_rows(metric: str, ref_emb: Any, groups: list[str], card: MetricCard,
 
 def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
     """Per-sample mean cosine to the subject's real images; per-subject and overall means; anchor rows."""
-    from harness.data import load_references
+    from harness.metrics import references as reference_set
 
-    references = load_references(plan)
+    references, digest = reference_set(plan)
     encoder = load_encoder(plan, spec)
-    ref_emb, hit = reference_embeddings(encoder, references)
+    ref_emb, hit = reference_embeddings(encoder, references, digest)
     by_subject = subject_indices(references.groups)
     missing = sorted({r.group for r in records} - set(by_subject))
     if missing:
