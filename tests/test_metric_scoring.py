@@ -233,3 +233,37 @@ def test_one_scoring_pass_loads_references_once_and_keeps_clip_variants_apart(ti
     texts = sorted({r.prompt for r in b_records})
     matrix = clip_score.embed_images(backbone, images) @ clip_score.embed_texts(backbone, texts).T
     assert rows[("clip_score_all_pairs", "B", ALL)].value == pytest.approx(float(matrix.mean()), abs=1e-6)
+
+
+@pytest.mark.parametrize(("metric", "variable"), [("dino", "BENCH_DINO_WEIGHTS"),
+                                                  ("face_distance", "BENCH_FACENET_WEIGHTS")])
+def test_full_profile_without_weights_fails_with_one_clear_message(tmp_path, monkeypatch, metric, variable) -> None:
+    monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    plan = build_plan(SUBJECT_SPEC, "frozen", "full")
+    load = subject.load_encoder if metric == "dino" else (lambda p, s: face.load_models(p))
+    with pytest.raises(WeightsMissingError) as info:
+        load(plan, _metric(plan, metric))
+    message = str(info.value)
+    assert variable in message and "--profile tiny" in message and "\n" not in message
+
+
+def test_real_dino_and_facenet_loading_code_reads_local_files(tmp_path, monkeypatch) -> None:
+    """Random-init stand-ins written where the real files go exercise the full-profile loaders."""
+    from facenet_pytorch import InceptionResnetV1
+
+    subject.build_tiny_dino().save_pretrained(tmp_path / "dino")
+    monkeypatch.setenv("BENCH_DINO_WEIGHTS", str(tmp_path / "dino"))
+    facenet = InceptionResnetV1(pretrained=None, classify=False).state_dict()
+    facenet |= {"logits.weight": torch.zeros(8631, 512), "logits.bias": torch.zeros(8631)}
+    (tmp_path / "w" / "facenet").mkdir(parents=True)
+    torch.save(facenet, tmp_path / "w" / "facenet" / "20180402-114759-vggface2.pt")
+    monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path / "w"))
+    plan = build_plan(SUBJECT_SPEC, "frozen", "full")
+    encoder = subject.load_encoder(plan, _metric(plan, "dino"))
+    embedding = encoder.embed([Image.new("RGB", (300, 200), (120, 30, 200))])
+    assert embedding.shape == (1, 32) and float(embedding.norm()) == pytest.approx(1.0, abs=1e-5)
+    assert encoder.card.weights.startswith("facebook/dino-vits16 sha256:")
+    models = face.load_models(plan)
+    assert models.weights.startswith("vggface2 sha256:")
+    assert torch.equal(models.embedder.last_linear.weight, facenet["last_linear.weight"])
