@@ -109,8 +109,9 @@ def collect(store: Store, task: str, profile: str) -> tuple[dict[str, str], list
     scores: dict[str, list[dict[str, Any]]] = {method: store.sample_scores(rid) for method, rid in run_ids.items()}
     rankings = []
     for (metric, prompt_set), by_method in sorted(rows.items()):
-        if len(by_method) != len(run_ids):
-            continue
+        identities = {(v["card"].get("backbone"), v["card"].get("weights")) for v in by_method.values()}
+        if len(by_method) != len(run_ids) or len(identities) > 1:
+            continue  # missing for some method, or scored with different backbones: not comparable
         first = next(iter(by_method.values()))
         ranking = Ranking(metric, prompt_set, bool(first["card"].get("higher_is_better", True)),
                           {k: float(v["value"]) for k, v in by_method.items()},

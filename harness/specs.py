@@ -135,12 +135,13 @@ class MetricSpec(_Strict):
     resamples: int | None = Field(default=None, ge=2)
     subset_size: int | None = Field(default=None, ge=2)
 
-    @model_validator(mode="after")
-    def _default_backbone(self) -> MetricSpec:
-        backbone, weights = METRIC_DEFAULTS[self.name]
-        object.__setattr__(self, "backbone", self.backbone or backbone)
-        object.__setattr__(self, "weights", self.weights or weights)
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _default_backbone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") in METRIC_DEFAULTS:
+            backbone, weights = METRIC_DEFAULTS[data["name"]]
+            data = {**data, "backbone": data.get("backbone") or backbone, "weights": data.get("weights") or weights}
+        return data
 
 
 class EvaluationSpec(_Strict):

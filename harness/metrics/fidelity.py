@@ -229,6 +229,9 @@ def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir:
         chosen = [r for r in records if r.prompt_set == prompt_set]
         features = extract(extractor, [load_png(run_dir / r.file) for r in chosen])
         n, n_ref = len(chosen), len(references.images)
+        if min(n, n_ref) < 2:
+            raise ValueError(f"metric '{spec.name}' on prompt set '{prompt_set}': needs at least 2 generated and "
+                             f"2 reference images (got {n} and {n_ref})")
         flags = ["reference_cache_hit" if hit else "reference_cache_miss"]
         flags += ["random_init"] if extractor.random_init else []
         base_note = (f"N generated {n} vs N reference {n_ref} ('{references.name}', digest {fields['digest']}); "
