@@ -58,8 +58,8 @@ def value_cells(row: dict[str, Any]) -> list[str]:
         return [_num(value, 5), _num(row.get("std"), 5)]
     if metric == "face_distance":
         return [_num(value), f"{row['card'].get('n_scored', '?')}/{row['n']}"]
-    if metric == "fid":
-        return [_num(value, 2)]
+    if metric == "fid":  # two decimals as papers print it; small (tiny-profile) values keep 3 significant digits
+        return ["-" if value is None else f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"]
     return [_num(value)]
 
 
