@@ -168,6 +168,9 @@ def test_bootstrap_resamples_prompts_and_ignores_missing_values() -> None:
     assert same.low == same.high == 2.0
     by_subject = bootstrap_mean([1.0, 1.0, 5.0, 5.0], ["p", "q", "p", "q"], ["s1", "s1", "s2", "s2"], resamples=500)
     assert "subjects" in by_subject.method and by_subject.low == 1.0 and by_subject.high == 5.0
+    single_prompt = bootstrap_mean([1.0, 3.0], ["a", "a"], resamples=500)
+    assert "single prompt" in single_prompt.method and single_prompt.low < single_prompt.high
+    assert bootstrap_mean([1.0, None], ["a", "b"]).low is None
 
 
 def test_subsamples_are_without_replacement() -> None:

@@ -42,8 +42,17 @@ def bootstrap_mean(values: Sequence[float | None], prompt_ids: Sequence[str], su
 
     ``None`` values (e.g. a generated image without a face) stay in their prompt but add nothing to
     the mean, exactly as in the point estimate. ``subjects`` with a single distinct value resample
-    prompts only.
+    prompts only; a single prompt resamples its samples (there is no between-prompt spread to use);
+    fewer than two values give no interval.
     """
+    present = [v for v in values if v is not None]
+    if len(present) < 2:
+        return Interval(None, None, 0, "none (fewer than two values)")
+    if len(set(prompt_ids)) == 1:
+        rng = np.random.default_rng(seed)
+        draws = np.asarray(present)[rng.integers(0, len(present), size=(resamples, len(present)))]
+        low, high = _percentiles(draws.mean(axis=1), level)
+        return Interval(low, high, resamples, f"bootstrap over the samples of a single prompt, {resamples} resamples")
     sums: dict[tuple[str, str], float] = defaultdict(float)
     counts: dict[tuple[str, str], int] = defaultdict(int)
     subject_of = subjects if subjects is not None else ["_"] * len(values)
@@ -51,8 +60,6 @@ def bootstrap_mean(values: Sequence[float | None], prompt_ids: Sequence[str], su
         sums[(subject, prompt)] += 0.0 if value is None else float(value)
         counts[(subject, prompt)] += 0 if value is None else 1
     keys = sorted(sums)
-    if not keys:
-        return Interval(None, None, 0, "none")
     prompt_sum = np.array([sums[k] for k in keys])
     prompt_n = np.array([counts[k] for k in keys], dtype=float)
     by_subject: dict[str, list[int]] = defaultdict(list)
