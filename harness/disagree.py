@@ -73,6 +73,7 @@ class Flip:
     delta_a: float  # oriented: > 0 means method_a is better by metric a
     delta_b: float
     prompts: list[dict[str, Any]]
+    persistence: float  # share of prompt resamples in which both orders hold as stated
 
 
 @dataclass
@@ -146,26 +147,32 @@ def _replicate_values(ranking: Ranking, methods: list[str], prompts: dict[str, n
     return out
 
 
-def tau_rows(rankings: list[Ranking], methods: list[str], resamples: int, seed: int = 0) -> list[TauRow]:
-    """Kendall tau-b of every pair of rankings, with a bootstrap interval over prompts."""
+def replicates(rankings: list[Ranking], methods: list[str], resamples: int, seed: int = 0
+               ) -> list[dict[str, list[float]]]:
+    """Oriented values per ranking label and method for each resample of prompts (per prompt set)."""
     prompt_sets: dict[str, list[str]] = {}
     for r in rankings:
         if r.per_prompt:
             ids = sorted(set().union(*(set(t) for t in r.per_prompt.values())))
             prompt_sets[r.prompt_set] = sorted(set(prompt_sets.get(r.prompt_set, [])) | set(ids))
     rng = np.random.default_rng(seed)
-    replicates: list[dict[str, list[float]]] = []
+    out: list[dict[str, list[float]]] = []
     for _ in range(resamples):
         drawn = {s: np.array(ids)[rng.integers(0, len(ids), len(ids))] for s, ids in prompt_sets.items()}
-        replicates.append({r.label: _replicate_values(r, methods, drawn) for r in rankings})
+        out.append({r.label: _replicate_values(r, methods, drawn) for r in rankings})
+    return out
+
+
+def tau_rows(rankings: list[Ranking], methods: list[str], reps: list[dict[str, list[float]]]) -> list[TauRow]:
+    """Kendall tau-b of every pair of rankings, with a bootstrap interval over prompts."""
     rows = []
     for a, b in itertools.combinations(rankings, 2):
         tau = _kendall([a.oriented(m) for m in methods], [b.oriented(m) for m in methods])
-        stats = [_kendall(rep[a.label], rep[b.label]) for rep in replicates]
+        stats = [_kendall(rep[a.label], rep[b.label]) for rep in reps]
         stats = [s for s in stats if s is not None]
         low, high = (float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))) if stats else (None, None)
         fixed = [r.label for r in (a, b) if not r.per_prompt]
-        note = f"{len(methods)} methods; bootstrap over prompts, {resamples} resamples"
+        note = f"{len(methods)} methods; bootstrap over prompts, {len(reps)} resamples"
         if fixed:
             note += f"; {', '.join(fixed)} has no per-prompt values and keeps its ranking in every resample"
         rows.append(TauRow(a, b, tau, low, high, note))
@@ -183,8 +190,8 @@ def _prompt_diffs(ranking: Ranking, a: str, b: str) -> dict[str, float]:
     return {p: sign * d / spread for p, d in diffs.items()}
 
 
-def flips(rankings: list[Ranking], methods: list[str], prompt_text: dict[str, str], top: int = TOP_PROMPTS
-          ) -> list[Flip]:
+def flips(rankings: list[Ranking], methods: list[str], prompt_text: dict[str, str],
+          reps: list[dict[str, list[float]]], top: int = TOP_PROMPTS) -> list[Flip]:
     """Method pairs ordered one way by one metric and the other way by another, with the prompts where
     that is most pronounced (both metrics on the same prompts: largest opposite standardised differences;
     otherwise the prompts that most support the per-image metric's own verdict)."""
@@ -205,7 +212,10 @@ def flips(rankings: list[Ranking], methods: list[str], prompt_text: dict[str, st
         best = sorted(strength.items(), key=lambda kv: -kv[1])[:top]
         prompts = [{"prompt_id": p, "prompt": prompt_text.get(p, ""), "strength": round(float(s), 4), "why": why}
                    for p, s in best]
-        out.append(Flip(ma, mb, ra, rb, float(da), float(db), prompts))
+        i, j = methods.index(ma), methods.index(mb)
+        holds = [(rep[ra.label][i] - rep[ra.label][j]) * sa > 0 and (rep[rb.label][i] - rep[rb.label][j]) * sb > 0
+                 for rep in reps]
+        out.append(Flip(ma, mb, ra, rb, float(da), float(db), prompts, float(np.mean(holds)) if holds else 0.0))
     return out
 
 
@@ -215,8 +225,9 @@ def analyse(store: Store, task: str, profile: str, resamples: int = DEFAULT_RESA
     run_ids, rankings = collect(store, task, profile)
     methods = sorted(run_ids)
     prompt_text = {s["prompt_id"]: s["prompt"] for rid in run_ids.values() for s in store.samples(rid)}
-    return Disagreement(task, profile, run_ids, rankings, tau_rows(rankings, methods, resamples, seed),
-                        flips(rankings, methods, prompt_text), resamples)
+    reps = replicates(rankings, methods, resamples, seed)
+    return Disagreement(task, profile, run_ids, rankings, tau_rows(rankings, methods, reps),
+                        flips(rankings, methods, prompt_text, reps), resamples)
 
 
 def store_analysis(store: Store, result: Disagreement) -> str:
@@ -232,6 +243,6 @@ def store_analysis(store: Store, result: Disagreement) -> str:
              "resamples": result.resamples, "note": t.note} for t in result.taus]
     flip_rows = [{"method_a": f.method_a, "method_b": f.method_b, "metric_a": f.a.metric, "set_a": f.a.prompt_set,
                   "metric_b": f.b.metric, "set_b": f.b.prompt_set, "delta_a": f.delta_a, "delta_b": f.delta_b,
-                  "prompts": f.prompts} for f in result.flips]
+                  "prompts": f.prompts, "persistence": f.persistence} for f in result.flips]
     return store.write_disagreement(result.task, result.profile, result.runs, result.resamples, rankings, taus,
                                     flip_rows)

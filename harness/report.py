@@ -250,7 +250,8 @@ def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> Non
     for f in analysis["flips"]:
         console.print(f"[bold]flip[/] {f['method_a']} vs {f['method_b']}: {f['metric_a']} [{f['set_a']}] prefers "
                       f"{f['method_a'] if f['delta_a'] > 0 else f['method_b']}, {f['metric_b']} [{f['set_b']}] prefers "
-                      f"{f['method_a'] if f['delta_b'] > 0 else f['method_b']}", highlight=False)
+                      f"{f['method_a'] if f['delta_b'] > 0 else f['method_b']}; both orders hold in "
+                      f"{100 * f['persistence']:.0f}% of prompt resamples", highlight=False)
         for prompt in f["prompts"]:
             console.print(f"    {prompt['prompt_id']} \"{prompt['prompt']}\" strength {prompt['strength']:.2f} "
                           f"({prompt['why']})", highlight=False)

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS disagreement_flips (
     analysis_id VARCHAR, method_a VARCHAR, method_b VARCHAR, metric_a VARCHAR, set_a VARCHAR, metric_b VARCHAR,
     set_b VARCHAR, delta_a DOUBLE, delta_b DOUBLE, prompts JSON
 );
+ALTER TABLE disagreement_flips ADD COLUMN IF NOT EXISTS persistence DOUBLE;
 """
 
 

@@ -42,6 +42,7 @@ def test_rankings_tau_and_flips_follow_the_stored_values(tiny_runs) -> None:
         assert flip.delta_a == pytest.approx(a[flip.method_a] - a[flip.method_b])
         assert flip.delta_b == pytest.approx(b[flip.method_a] - b[flip.method_b])
         assert flip.prompts and all(p["prompt_id"] in prompt_ids for p in flip.prompts)
+        assert 0.0 <= flip.persistence <= 1.0
 
 
 def test_analysis_is_stored_and_the_cli_prints_it(tiny_runs) -> None:
