@@ -1,4 +1,12 @@
-"""Metrics: per-sample scores, aggregates, and the metric card that goes with every number."""
+"""Metrics: per-sample scores, aggregates, and the metric card that goes with every number.
+
+Contract: a task names metrics in YAML (``evaluation.metrics: [{name: fid, prompt_sets: [A]}, ...]``,
+see ``specs.MetricSpec``); ``METRIC_MODULES`` maps each name to a module of this package whose
+``score(plan, spec, records, run_dir) -> ScoreResult`` returns per-sample scores (where a metric has
+them) and ``Aggregate`` rows, each with N, CI and a ``MetricCard``. Reference-based metrics (fid, kid,
+clip_i, dino, face_distance) read ``harness.data.load_references(plan)`` once per scoring pass; subject
+metrics match a sample's ``group`` to the reference ``groups``.
+"""
 
 from __future__ import annotations
 
