@@ -238,13 +238,13 @@ def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir:
                      f"reference stats {'loaded from' if hit else 'computed into'} the cache")
         if spec.name == "fid":
             value = frechet_distance(statistics(features), ref_stats)
-            size = spec.subset_size or max(2, n // 2)
+            size = min(spec.subset_size or n // 2, n - 1)
             repeats = spec.resamples or FID_SUBSAMPLES
-            size = min(size, n - 1)
             subs = [frechet_distance(statistics(features[torch.from_numpy(idx)]), ref_stats)
-                    for idx in subsample_indices(n, size, repeats)]
+                    for idx in subsample_indices(n, size, repeats)] if size >= 2 else []
             interval = percentile_interval(subs, f"{repeats} subsamples of {size} generated without replacement "
-                                           "vs all references (FID at smaller N is biased upward)")
+                                           "vs all references (FID at smaller N is biased upward)" if subs
+                                           else "none (too few samples to subsample)")
             if n < MIN_UNBIASED_N:
                 flags.append("biased_small_n")
             note = f"{base_note}; CI: {interval.method}" + (
