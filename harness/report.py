@@ -71,7 +71,7 @@ def short_cell(row: dict[str, Any]) -> str:
         text += f" ±{_num(row.get('std'), 5)}"
     if row["ci_low"] is not None:
         text += f" [{_num(row['ci_low'], 3)}, {_num(row['ci_high'], 3)}]"
-    text += f" N={row['n']}"
+    text += f" (N={row['n']})"
     if row["metric"] == "face_distance":
         text += f" faces {row['card'].get('n_scored', '?')}"
     if "biased_small_n" in flags:

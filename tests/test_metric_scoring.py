@@ -160,7 +160,7 @@ def test_leaderboard_puts_near_black_beside_its_metric(tiny_runs) -> None:
     console = Console(record=True, width=400)
     print_leaderboard(console, store, "cifar_alignment", "tiny")
     text = console.export_text()
-    assert "near-black [A]" in text and "N=50" in text
+    assert "near-black [A]" in text and "(N=50)" in text
 
 
 def test_bench_weights_reports_missing_files(tmp_path, monkeypatch) -> None:
