@@ -189,6 +189,55 @@ def leaderboard(task: TaskOpt, db: DbOpt = DEFAULT_DB,
     print_leaderboard(console, Store(db), task_name, profile)
 
 
+@app.command("weights")
+@user_errors
+def weights_command(
+    task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Check what these tasks need (repeatable).")
+                    ] = None,
+    profile: ProfileOpt = "full",
+    verify: Annotated[bool, typer.Option("--verify", help="Hash present files against the expected sha256.")] = False,
+) -> None:
+    """Every weights file the metrics and model families need, where it goes, and whether it is here.
+
+    With --task: exit 3 with one message if anything that task needs on that profile is missing.
+    """
+    from harness import weights
+    from harness.errors import WeightsMissingError
+    from harness.report import print_weights
+    from harness.specs import resolve_profile
+
+    needed: list[str] = []
+    for ref in task or []:
+        spec = resolve_profile(registry.get_task(ref), _check_profile(profile))
+        needed += weights.needed_keys([m.name for m in spec.evaluation.metrics], [spec.model.family], profile)
+    presence = weights.check(needed if task else None, verify)
+    print_weights(console, presence)
+    missing = [p.weight for p in presence if p.path is None or p.sha_ok is False]
+    if task and missing:
+        first = weights.missing_message(missing[0])
+        raise WeightsMissingError(f"{len(missing)} weights file(s) needed by {', '.join(task)} ({profile}) are "
+                                  f"missing or wrong: {', '.join(w.key for w in missing)}. First: {first}")
+
+
+@app.command()
+@user_errors
+def disagree(
+    task: TaskOpt,
+    profile: ProfileOpt = "full",
+    db: DbOpt = DEFAULT_DB,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples over prompts for the tau interval.")] = 1000,
+) -> None:
+    """Rank a task's methods by each metric, Kendall tau between rankings, and order flips; stored in the DB."""
+    from harness.disagree import analyse, store_analysis
+    from harness.report import print_disagreement
+    from harness.store import Store
+
+    store = Store(db)
+    task_name = registry.get_task(task).name
+    store_analysis(store, analyse(store, task_name, _check_profile(profile), resamples))
+    print_disagreement(console, store.latest_disagreement(task_name, profile))
+
+
 class _progress:
     """A rich progress bar for sampling, handed to the runner as a callback."""
 

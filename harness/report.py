@@ -1,4 +1,9 @@
-"""Rich tables for the CLI: one run's results, and a task's leaderboard."""
+"""Rich tables for the CLI: one run's results, and a task's leaderboard.
+
+Stored values are raw (CLIP cosines, FID, KID, distances); display conventions (x100, CLIPScore's
+2.5*max(cos, 0), N, bias flags, KID std, CIs) are derived here. Degenerate-sample counts (near-black,
+faceless) are shown next to the metric they would distort.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ from rich.table import Table
 from harness.store import Store
 
 ALL = "__all__"
+ANCHOR_SET = "real_vs_real"
+COUNT_METRICS = ("near_black_count", "faceless_count")
+CLIP_TEXT = ("clip_score", "clip_t", "clip_score_all_pairs")
+LOWER_BETTER = ("fid", "kid", "face_distance")
 
 
 def _fmt_bytes(value: int | None) -> str:
@@ -24,8 +33,61 @@ def _tiny_note(profile: str) -> str:
     return ""
 
 
+def _num(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def value_columns(metric: str) -> list[str]:
+    """Display columns of one metric (after the group column)."""
+    if metric in CLIP_TEXT:
+        return ["raw cosine", "x100", "2.5*max(cos,0)"]
+    if metric == "kid":
+        return ["KID", "std"]
+    if metric == "face_distance":
+        return ["distance", "faces"]
+    return [metric.upper() if metric == "fid" else "raw cosine"]
+
+
+def value_cells(row: dict[str, Any]) -> list[str]:
+    """Cells for ``value_columns`` of a stored aggregate row."""
+    metric, value = row["metric"], row["value"]
+    if metric in CLIP_TEXT:
+        return [_num(value), _num(None if value is None else 100 * value, 2),
+                _num(None if value is None else 2.5 * max(value, 0.0), 4)]
+    if metric == "kid":
+        return [_num(value, 5), _num(row.get("std"), 5)]
+    if metric == "face_distance":
+        return [_num(value), f"{row['card'].get('n_scored', '?')}/{row['n']}"]
+    if metric == "fid":  # two decimals as papers print it; small (tiny-profile) values keep 3 significant digits
+        return ["-" if value is None else f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"]
+    return [_num(value)]
+
+
+def short_cell(row: dict[str, Any]) -> str:
+    """One leaderboard cell: value, CI, N and flags."""
+    flags = row["card"].get("flags") or []
+    text = value_cells(row)[0]
+    if row["metric"] == "kid":
+        text += f" ±{_num(row.get('std'), 5)}"
+    if row["ci_low"] is not None:
+        text += f" [{_num(row['ci_low'], 3)}, {_num(row['ci_high'], 3)}]"
+    text += f" (N={row['n']})"
+    if row["metric"] == "face_distance":
+        text += f" faces {row['card'].get('n_scored', '?')}"
+    if "biased_small_n" in flags:
+        text += " biased"
+    return text
+
+
+def _card_line(card: dict[str, Any]) -> str:
+    flags = f" | flags {', '.join(card['flags'])}" if card.get("flags") else ""
+    notes = f"\n    notes: {card['notes']}" if card.get("notes") else ""
+    return (f"  card: {card['backbone']} | weights {card['weights']} | {card['preprocessing']} | "
+            f"{card['scale']} | {card['library']}{flags}{notes}")
+
+
 def print_run(console: Console, store: Store, run_id: str) -> None:
-    """Per-class and per-prompt tables of one run, with N and the metric card."""
+    """Per-group tables of one run with N, CI, metric card and the degenerate counts beside each metric."""
     run = next(r for r in store.runs() if r["run_id"] == run_id)
     console.print(f"[bold]{run['task']} / {run['method']}[/] ({run['profile']}, seed {run['seed']}) "
                   f"run {run_id}: {run['status']}", highlight=False)
@@ -35,46 +97,67 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
                   f"peak memory {_fmt_bytes(run['peak_memory_bytes'])} ({run['memory_kind']})", highlight=False)
     rows = store.aggregates(run_id)
     by_set: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    counts: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        by_set[(row["metric"], row["prompt_set"])].append(row)
-    near_black = {r["prompt_set"]: r for r in rows if r["metric"] == "near_black_count"}
+        if row["metric"] in COUNT_METRICS:
+            counts[(row["metric"], row["prompt_set"])] = row
+        else:
+            by_set[(row["metric"], row["prompt_set"])].append(row)
     for (metric, prompt_set), set_rows in sorted(by_set.items()):
-        if metric == "near_black_count":
-            continue
-        table = Table(title=f"{metric} - prompt set {prompt_set}")
-        table.add_column("group")
-        table.add_column("raw cosine", justify="right")
-        table.add_column("x100", justify="right")
-        table.add_column("N", justify="right")
+        title = "real vs real anchor (reference images only)" if prompt_set == ANCHOR_SET \
+            else f"prompt set {prompt_set}"
+        better = "lower" if metric in LOWER_BETTER else "higher"
+        table = Table(title=f"{metric} ({better} is better) - {title}")
+        for name in ["group", *value_columns(metric), "95% CI", "N"]:
+            table.add_column(name, justify="left" if name == "group" else "right")
         for row in sorted(set_rows, key=lambda r: (r["grp"] == ALL, r["grp"])):
             name = "[bold]mean (all)[/]" if row["grp"] == ALL else row["grp"]
-            table.add_row(name, f"{row['value']:.4f}", f"{100 * row['value']:.2f}", str(row["n"]))
-        if prompt_set in near_black:
-            nb = near_black[prompt_set]
-            table.caption = f"near-black samples: {int(nb['value'])} of {nb['n']}"
+            ci = "-" if row["ci_low"] is None else f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
+            table.add_row(name, *value_cells(row), ci, str(row["n"]))
+        captions = []
+        for count_metric, label in (("near_black_count", "near-black samples"), ("faceless_count", "faceless")):
+            count = counts.get((count_metric, prompt_set))
+            if count and (count_metric == "near_black_count" or metric == "face_distance"):
+                captions.append(f"{label}: {int(count['value'])} of {count['n']}")
+        table.caption = "; ".join(captions)
         console.print(table)
-        card = set_rows[0]["card"]
-        console.print(f"  card: {card['backbone']} | weights {card['weights']} | {card['preprocessing']} | "
-                      f"{card['scale']} | {card['library']}", highlight=False)
+        console.print(_card_line(set_rows[0]["card"]), highlight=False)
     note = _tiny_note(run["profile"])
     if note:
         console.print(note)
 
 
+def _columns(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(metric, prompt set) columns; each prompt set's degenerate counts right after its metrics."""
+    present = {(m["metric"], m["prompt_set"]) for r in runs for m in r["metrics"] if m["prompt_set"] != ANCHOR_SET}
+    ordered = []
+    for prompt_set in sorted({s for _, s in present}):
+        metrics = sorted(m for m, s in present if s == prompt_set and m not in COUNT_METRICS)
+        for metric in metrics:
+            ordered.append((metric, prompt_set))
+            if metric == "face_distance" and ("faceless_count", prompt_set) in present:
+                ordered.append(("faceless_count", prompt_set))
+        if ("near_black_count", prompt_set) in present:
+            ordered.append(("near_black_count", prompt_set))
+    return ordered
+
+
 def print_leaderboard(console: Console, store: Store, task: str, profile: str | None) -> None:
-    """One table per profile; rows sorted by the first metric's overall mean (best first)."""
+    """One table per profile (tiny never ranked with full); rows sorted by the first metric (best first)."""
     runs = store.leaderboard(task, profile)
     if not runs:
         console.print(f"no completed runs for task '{task}'" + (f" on profile {profile}" if profile else ""))
         return
     for prof in sorted({r["profile"] for r in runs}):
         prof_runs = [r for r in runs if r["profile"] == prof]
-        columns = sorted({(m["metric"], m["prompt_set"]) for r in prof_runs for m in r["metrics"]},
-                         key=lambda c: (c[0] == "near_black_count", c))
+        columns = _columns(prof_runs)
         table = Table(title=f"{task} leaderboard - profile {prof}")
         table.add_column("method")
         for metric, prompt_set in columns:
-            label = "near-black" if metric == "near_black_count" else f"{metric} (higher better)"
+            if metric in COUNT_METRICS:
+                label = "near-black" if metric == "near_black_count" else "faceless"
+            else:
+                label = f"{metric} ({'lower' if metric in LOWER_BETTER else 'higher'} better)"
             table.add_column(f"{label} [{prompt_set}]", justify="right")
         for name in ("trainable", "steps", "samples seen", "train s", "peak mem"):
             table.add_column(name, justify="right")
@@ -82,17 +165,29 @@ def print_leaderboard(console: Console, store: Store, task: str, profile: str | 
         def cell(run: dict[str, Any], column: tuple[str, str]) -> tuple[float | None, str]:
             for m in run["metrics"]:
                 if (m["metric"], m["prompt_set"]) == column:
-                    if m["metric"] == "near_black_count":
+                    if m["metric"] in COUNT_METRICS:
                         return m["value"], f"{int(m['value'])}/{m['n']}"
-                    return m["value"], f"{m['value']:.4f} (N={m['n']})"
+                    return m["value"], short_cell(m)
             return None, "-"
 
-        primary = next((c for c in columns if c[0] != "near_black_count"), None)
-        ordered = sorted(prof_runs, key=lambda r: -(cell(r, primary)[0] or float("-inf")) if primary else 0)
-        for run in ordered:
+        primary = next((c for c in columns if c[0] not in COUNT_METRICS), None)
+
+        def sort_key(run: dict[str, Any], primary: tuple[str, str] | None = primary) -> float:
+            value = cell(run, primary)[0] if primary else None
+            if value is None:
+                return float("inf")
+            return value if primary[0] in LOWER_BETTER else -value
+
+        for run in sorted(prof_runs, key=sort_key):
             table.add_row(run["method"], *(cell(run, c)[1] for c in columns), f"{run['trainable_params']:,}",
                           str(run["steps"]), str(run["samples_seen"]), f"{run['train_seconds'] or 0:.1f}",
                           _fmt_bytes(run["peak_memory_bytes"]))
+        anchors = {(m["metric"], m["grp"]): m for r in prof_runs for m in r["metrics"] if m["prompt_set"] == ANCHOR_SET}
+        if anchors:
+            table.add_section()
+            table.add_row("[italic]real vs real (anchor)[/]",
+                          *(short_cell(anchors[(c[0], ALL)]) if (c[0], ALL) in anchors else "" for c in columns),
+                          *[""] * 5)
         console.print(table)
         note = _tiny_note(prof)
         if note:
@@ -132,3 +227,66 @@ def print_sweep(console: Console, cells: list[Any]) -> None:
         status = cell.status if not cell.error else f"{cell.status}: {cell.error}"
         table.add_row(str(i), *(str(cell.overrides.get(k, "")) for k in keys), status, cell.run_id)
     console.print(table)
+
+
+def print_weights(console: Console, presence: list[Any]) -> None:
+    """The weights table: file, users, expected hash, where it goes, what points to it, and presence."""
+    from harness.weights import where
+
+    if not presence:
+        console.print("no weights files needed (the tiny profile uses random-init backbones)")
+        return
+    table = Table(title="weights files (never downloaded at run time)")
+    for name in ("file", "used by", "expected sha256", "where", "env var / flag", "fetch from", "present"):
+        table.add_column(name, overflow="fold")
+    for p in presence:
+        w = p.weight
+        status = "[red]missing[/]" if p.path is None else f"[green]yes[/] {p.path}"
+        if p.sha_ok is False:
+            status = f"[red]hash mismatch[/] {p.path}"
+        sha = "-" if not w.sha256 else (w.sha256 + ("... (prefix)" if len(w.sha256) < 64 else ""))
+        table.add_row(w.key, ", ".join(w.used_by), sha, where(w), w.env_var, w.source, status)
+    console.print(table)
+    console.print(f"{sum(p.path is None for p in presence)} of {len(presence)} missing; fetch them on a networked "
+                  "machine and copy them to the place shown ($BENCH_WEIGHTS, HF_HOME) or point the variable at them",
+                  highlight=False)
+
+
+def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> None:
+    """Rankings per metric, Kendall tau between them, and the flipped method pairs with their prompts."""
+    if analysis is None:
+        console.print("no disagreement analysis stored")
+        return
+    console.print(f"[bold]{analysis['task']}[/] ({analysis['profile']}): analysis {analysis['analysis_id']}",
+                  highlight=False)
+    methods = sorted({r["method"] for r in analysis["rankings"]})
+    table = Table(title="rank of each method by each metric (1 = best)")
+    table.add_column("metric [prompt set]")
+    for method in methods:
+        table.add_column(method, justify="right")
+    by_key: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in analysis["rankings"]:
+        by_key[(r["metric"], r["prompt_set"])][r["method"]] = r
+    for (metric, prompt_set), ranks in sorted(by_key.items()):
+        better = "higher" if next(iter(ranks.values()))["higher_is_better"] else "lower"
+        table.add_row(f"{metric} [{prompt_set}] ({better} better)",
+                      *(f"{ranks[m]['rank']}  ({ranks[m]['value']:.4g}, N={ranks[m]['n']})" for m in methods))
+    console.print(table)
+    taus = Table(title="Kendall tau-b between metric rankings")
+    for name in ("metric A", "metric B", "tau", "95% bootstrap interval", "note"):
+        taus.add_column(name)
+    for t in analysis["tau"]:
+        interval = "-" if t["ci_low"] is None else f"[{t['ci_low']:.2f}, {t['ci_high']:.2f}]"
+        taus.add_row(f"{t['metric_a']} [{t['set_a']}]", f"{t['metric_b']} [{t['set_b']}]", _num(t["tau"], 3),
+                     interval, t["note"])
+    console.print(taus)
+    if not analysis["flips"]:
+        console.print("no method pair changes order between metrics")
+    for f in analysis["flips"]:
+        console.print(f"[bold]flip[/] {f['method_a']} vs {f['method_b']}: {f['metric_a']} [{f['set_a']}] prefers "
+                      f"{f['method_a'] if f['delta_a'] > 0 else f['method_b']}, {f['metric_b']} [{f['set_b']}] prefers "
+                      f"{f['method_a'] if f['delta_b'] > 0 else f['method_b']}; both orders hold in "
+                      f"{100 * f['persistence']:.0f}% of prompt resamples", highlight=False)
+        for prompt in f["prompts"]:
+            console.print(f"    {prompt['prompt_id']} \"{prompt['prompt']}\" strength {prompt['strength']:.2f} "
+                          f"({prompt['why']})", highlight=False)

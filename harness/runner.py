@@ -155,6 +155,7 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
     scores = [{"metric": s.metric, "prompt_set": s.prompt_set, "prompt_id": s.prompt_id,
                "sample_idx": s.sample_idx, "value": s.value, "checkpoint": s.checkpoint} for s in result.per_sample]
     aggregates = [{"metric": a.metric, "prompt_set": a.prompt_set, "grp": a.group, "value": a.value, "n": a.n,
-                   "ci_low": a.ci_low, "ci_high": a.ci_high, "card": a.card, "checkpoint": a.checkpoint}
+                   "ci_low": a.ci_low, "ci_high": a.ci_high, "card": a.card, "checkpoint": a.checkpoint,
+                   "std": a.std}
                   for a in result.aggregates]
     return fields, samples, scores, aggregates

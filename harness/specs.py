@@ -127,17 +127,57 @@ class PromptSetSpec(_Strict):
         return self
 
 
-class MetricSpec(_Strict):
-    """One metric and its backbone; ``tiny_backbone`` is the random-init stand-in."""
+MetricName = Literal["clip_score", "clip_score_all_pairs", "clip_t", "clip_i", "dino", "fid", "kid", "face_distance"]
 
-    name: Literal["clip_score"]
-    backbone: str = "ViT-B-32-quickgelu"
-    weights: str = "openai"
+# Backbone and weights each metric uses unless a task names others (the tiny profile swaps in
+# small random-init backbones of the same classes; see harness/metrics/).
+METRIC_DEFAULTS: dict[str, tuple[str, str]] = {
+    "clip_score": ("ViT-B-32-quickgelu", "openai"),
+    "clip_score_all_pairs": ("ViT-B-32-quickgelu", "openai"),
+    "clip_t": ("ViT-B-32-quickgelu", "openai"),
+    "clip_i": ("ViT-B-32-quickgelu", "openai"),
+    "dino": ("facebook/dino-vits16", "facebook/dino-vits16"),
+    "fid": ("inception-v3-compat", "torch-fidelity inception 2015-12-05"),
+    "kid": ("inception-v3-compat", "torch-fidelity inception 2015-12-05"),
+    "face_distance": ("mtcnn+InceptionResnetV1", "vggface2"),
+}
+
+
+class MetricSpec(_Strict):
+    """One metric, its backbone, the prompt sets it applies to (default: all) and its uncertainty options.
+
+    ``resamples``: bootstrap resamples (per-image metrics), FID subsamples or KID subsets;
+    ``subset_size``: samples per FID subsample / KID subset. ``None`` = the metric's default.
+    """
+
+    name: MetricName
+    backbone: str = ""
+    weights: str = ""
+    prompt_sets: list[str] | None = None
+    resamples: int | None = Field(default=None, ge=2)
+    subset_size: int | None = Field(default=None, ge=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_backbone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") in METRIC_DEFAULTS:
+            backbone, weights = METRIC_DEFAULTS[data["name"]]
+            data = {**data, "backbone": data.get("backbone") or backbone, "weights": data.get("weights") or weights}
+        return data
 
 
 class EvaluationSpec(_Strict):
     prompt_sets: list[PromptSetSpec] = Field(min_length=1)
     metrics: list[MetricSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _metric_prompt_sets_exist(self) -> EvaluationSpec:
+        known = [p.name for p in self.prompt_sets]
+        for metric in self.metrics:
+            for name in metric.prompt_sets or []:
+                if name not in known:
+                    raise ValueError(f"metric '{metric.name}' names prompt set '{name}' (known: {', '.join(known)})")
+        return self
 
 
 class TaskSpec(_Strict):

@@ -39,6 +39,24 @@ CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR, metric VARCHAR, prompt_set VARCHAR, grp VARCHAR, value DOUBLE, n INTEGER,
     ci_low DOUBLE, ci_high DOUBLE, card JSON, checkpoint INTEGER
 );
+ALTER TABLE metrics ADD COLUMN IF NOT EXISTS std DOUBLE;
+CREATE TABLE IF NOT EXISTS disagreements (
+    analysis_id VARCHAR PRIMARY KEY, task VARCHAR, profile VARCHAR, created_at TIMESTAMP, runs JSON,
+    resamples INTEGER
+);
+CREATE TABLE IF NOT EXISTS disagreement_rankings (
+    analysis_id VARCHAR, metric VARCHAR, prompt_set VARCHAR, method VARCHAR, run_id VARCHAR, value DOUBLE,
+    rank INTEGER, n INTEGER, higher_is_better BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS disagreement_tau (
+    analysis_id VARCHAR, metric_a VARCHAR, set_a VARCHAR, metric_b VARCHAR, set_b VARCHAR, tau DOUBLE,
+    ci_low DOUBLE, ci_high DOUBLE, n_methods INTEGER, resamples INTEGER, note VARCHAR
+);
+CREATE TABLE IF NOT EXISTS disagreement_flips (
+    analysis_id VARCHAR, method_a VARCHAR, method_b VARCHAR, metric_a VARCHAR, set_a VARCHAR, metric_b VARCHAR,
+    set_b VARCHAR, delta_a DOUBLE, delta_b DOUBLE, prompts JSON
+);
+ALTER TABLE disagreement_flips ADD COLUMN IF NOT EXISTS persistence DOUBLE;
 """
 
 
@@ -100,7 +118,46 @@ class Store:
                 con.execute("ROLLBACK")
                 raise
 
+    def write_disagreement(self, task: str, profile: str, runs: dict[str, str], resamples: int,
+                           rankings: list[dict], taus: list[dict], flips: list[dict]) -> str:
+        """Store one disagreement analysis (rankings, taus, flips) in one transaction; returns its id."""
+        created = _now()
+        analysis_id = f"{created.strftime('%Y%m%dT%H%M%S%f')}-{task}-{profile}"
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute("INSERT INTO disagreements VALUES (?, ?, ?, ?, ?, ?)",
+                            [analysis_id, task, profile, created, _jsonable(runs), resamples])
+                _insert_many(con, "disagreement_rankings", analysis_id, rankings, key="analysis_id")
+                _insert_many(con, "disagreement_tau", analysis_id, taus, key="analysis_id")
+                _insert_many(con, "disagreement_flips", analysis_id, flips, key="analysis_id")
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        return analysis_id
+
     # --- queries -------------------------------------------------------------------------------
+
+    def latest_disagreement(self, task: str, profile: str) -> dict[str, Any] | None:
+        """The newest stored disagreement analysis of a task and profile: header, rankings, taus, flips."""
+        if not self.path.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "disagreements" not in tables:
+            return None
+        head = self._rows("SELECT * FROM disagreements WHERE task = ? AND profile = ? ORDER BY created_at DESC "
+                          "LIMIT 1", [task, profile])
+        if not head:
+            return None
+        analysis_id = head[0]["analysis_id"]
+        out = {**head[0]}
+        for name, order in (("rankings", "metric, prompt_set, rank"), ("tau", "metric_a, set_a, metric_b, set_b"),
+                            ("flips", "method_a, method_b, metric_a, set_a, metric_b, set_b")):
+            out[name] = self._rows(f"SELECT * FROM disagreement_{name} WHERE analysis_id = ? ORDER BY {order}",
+                                   [analysis_id])
+        return out
 
     def completed_run(self, plan_hash: str) -> str | None:
         """The newest completed run with this plan hash, if any."""
@@ -156,7 +213,7 @@ class Store:
             names = [d[0] for d in cursor.description]
             rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
         for row in rows:
-            for key in ("versions", "plan", "timings", "card"):
+            for key in ("versions", "plan", "timings", "card", "runs", "prompts"):
                 if isinstance(row.get(key), str):
                     row[key] = json.loads(row[key])
         return rows
@@ -166,9 +223,10 @@ def _jsonable(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
 
 
-def _insert_many(con: duckdb.DuckDBPyConnection, table: str, run_id: str, rows: list[dict]) -> None:
+def _insert_many(con: duckdb.DuckDBPyConnection, table: str, run_id: str, rows: list[dict],
+                 key: str = "run_id") -> None:
     if not rows:
         return
-    columns = ["run_id", *rows[0]]
+    columns = [key, *rows[0]]
     con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                     [[run_id, *(_jsonable(v) for v in row.values())] for row in rows])

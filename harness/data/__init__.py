@@ -58,7 +58,8 @@ class CaptionedImages:
                 "group": self.groups[index]}
 
 
-def _cifar(plan: RunPlan) -> CaptionedImages:
+def _cifar_root(plan: RunPlan) -> Any:
+    """The CIFAR-10 folder: the synthetic stand-in on ``tiny`` (written once), the real one on ``full``."""
     from harness.data import cifar10
 
     spec = plan.task.data
@@ -66,10 +67,15 @@ def _cifar(plan: RunPlan) -> CaptionedImages:
         folder = cache_dir() / "synthetic" / f"cifar10_pc{spec.synthetic_per_class}"
         if not (folder / cifar10.FOLDER / "batches.meta").is_file():
             cifar10.write_synthetic(folder, spec.synthetic_per_class)
-        root = cifar10.find_root(str(folder))
-    else:
-        root = cifar10.find_root(plan.data_root)
-    arrays = cifar10.read_train(root)
+        return cifar10.find_root(str(folder))
+    return cifar10.find_root(plan.data_root)
+
+
+def _cifar(plan: RunPlan) -> CaptionedImages:
+    from harness.data import cifar10
+
+    spec = plan.task.data
+    arrays = cifar10.read_train(_cifar_root(plan))
     rng = np.random.default_rng(plan.seed)
     size = min(spec.subset_size, len(arrays.labels))
     chosen = np.sort(rng.choice(len(arrays.labels), size=size, replace=False))
@@ -80,6 +86,20 @@ def _cifar(plan: RunPlan) -> CaptionedImages:
 
 
 IMAGE_FOLDER_ADAPTERS = ("deepfashion_multimodal", "coco_captions", "person_folder", "single_image")
+REFERENCE_SEED = 0  # reference subsets are fixed per task, independent of the run seed
+
+
+def _cifar_references(plan: RunPlan) -> ReferenceSet:
+    """``subset_size`` CIFAR-10 training images (fixed seed) at their native 32x32, uint8."""
+    from harness.data import cifar10
+
+    spec = plan.task.data
+    arrays = cifar10.read_train(_cifar_root(plan))
+    size = min(spec.subset_size, len(arrays.labels))
+    chosen = np.sort(np.random.default_rng(REFERENCE_SEED).choice(len(arrays.labels), size=size, replace=False))
+    name = f"cifar10-train-{'synthetic' if plan.profile == 'tiny' else 'real'}-{size}"
+    groups = [arrays.class_names[arrays.labels[i]] for i in chosen]
+    return ReferenceSet(name, [arrays.images[i] for i in chosen], groups)
 
 
 def load(plan: RunPlan) -> Any:
@@ -95,6 +115,8 @@ def load(plan: RunPlan) -> Any:
 
 def load_references(plan: RunPlan) -> ReferenceSet:
     """Evaluation targets of the plan's data, preprocessed per protocol (FID targets, reference faces)."""
+    if plan.task.data.adapter == "cifar10":
+        return _cifar_references(plan)
     if plan.task.data.adapter in IMAGE_FOLDER_ADAPTERS:
         from harness.data.images import load_references as image_references
 

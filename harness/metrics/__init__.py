@@ -1,7 +1,16 @@
-"""Metrics: per-sample scores, aggregates, and the metric card that goes with every number."""
+"""Metrics: per-sample scores, aggregates, and the metric card that goes with every number.
+
+Contract: a task names metrics in YAML (``evaluation.metrics: [{name: fid, prompt_sets: [A]}, ...]``,
+see ``specs.MetricSpec``); ``METRIC_MODULES`` maps each name to a module of this package whose
+``score(plan, spec, records, run_dir) -> ScoreResult`` returns per-sample scores (where a metric has
+them) and ``Aggregate`` rows, each with N, CI and a ``MetricCard``. Reference-based metrics (fid, kid,
+clip_i, dino, face_distance) read ``harness.data.load_references(plan)`` once per scoring pass; subject
+metrics match a sample's ``group`` to the reference ``groups``.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +35,8 @@ class MetricCard:
     library: str
     higher_is_better: bool
     n: int = 0
+    flags: tuple[str, ...] = ()  # e.g. "biased_small_n", "random_init", "reference_cache_hit"
+    notes: str = ""  # uncertainty method, denominators, estimator details
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,7 +48,7 @@ class SampleScore:
     prompt_set: str
     prompt_id: str
     sample_idx: int
-    value: float
+    value: float | None  # None: no value for this image (e.g. no face found); it still counts in N shown
     checkpoint: int | None = None
 
 
@@ -48,12 +59,13 @@ class Aggregate:
     metric: str
     prompt_set: str
     group: str
-    value: float
+    value: float | None
     n: int
     card: dict[str, Any]
     ci_low: float | None = None
     ci_high: float | None = None
     checkpoint: int | None = None
+    std: float | None = None  # KID: std over subsets (torch-fidelity's convention)
 
 
 @dataclass
@@ -63,18 +75,33 @@ class ScoreResult:
 
 
 def aggregate_means(metric: str, records: list[SampleRecord], values: list[float], card: MetricCard,
-                    per_group: bool = True) -> list[Aggregate]:
-    """Means per prompt set and (optionally) per group, each with its N and card."""
-    buckets: dict[tuple[str, str], list[float]] = defaultdict(list)
+                    per_group: bool = True, resamples: int | None = None,
+                    subjects_are_groups: bool = False) -> list[Aggregate]:
+    """Means per prompt set and (optionally) per group, each with its N, bootstrap CI and card.
+
+    The CI resamples prompts; with ``subjects_are_groups`` the overall row resamples groups (subjects)
+    first, then prompts within them.
+    """
+    from harness.metrics.uncertainty import DEFAULT_RESAMPLES, bootstrap_mean
+
+    buckets: dict[tuple[str, str], list[tuple[SampleRecord, float]]] = defaultdict(list)
     for record, value in zip(records, values, strict=True):
-        buckets[(record.prompt_set, ALL)].append(value)
+        buckets[(record.prompt_set, ALL)].append((record, value))
         if per_group:
-            buckets[(record.prompt_set, record.group)].append(value)
+            buckets[(record.prompt_set, record.group)].append((record, value))
     rows = []
     for (prompt_set, group), bucket in sorted(buckets.items()):
-        row_card = {**card.as_dict(), "n": len(bucket)}
-        rows.append(Aggregate(metric, prompt_set, group, fmean(bucket), len(bucket), row_card))
+        subjects = [r.group for r, _ in bucket] if subjects_are_groups and group == ALL else None
+        interval = bootstrap_mean([v for _, v in bucket], [r.prompt_id for r, _ in bucket], subjects,
+                                  resamples or DEFAULT_RESAMPLES)
+        row_card = {**card.as_dict(), "n": len(bucket), "notes": _join(card.notes, f"CI: {interval.method}")}
+        rows.append(Aggregate(metric, prompt_set, group, fmean(v for _, v in bucket), len(bucket), row_card,
+                              interval.low, interval.high))
     return rows
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def near_black_counts(plan: RunPlan, records: list[SampleRecord]) -> list[Aggregate]:
@@ -89,17 +116,56 @@ def near_black_counts(plan: RunPlan, records: list[SampleRecord]) -> list[Aggreg
             for s, v in sorted(counts.items())]
 
 
+# metric name -> module of harness.metrics that scores it: ``score(plan, spec, records, run_dir)``.
+METRIC_MODULES: dict[str, str] = {
+    "clip_score": "clip_score",
+    "clip_score_all_pairs": "clip_score",
+    "clip_t": "clip_score",
+    "clip_i": "subject",
+    "dino": "subject",
+    "fid": "fidelity",
+    "kid": "fidelity",
+    "face_distance": "face",
+}
+
+
+def records_for(spec: Any, records: list[SampleRecord]) -> list[SampleRecord]:
+    """The samples a metric applies to: those of its prompt sets (all when it names none)."""
+    if spec.prompt_sets is None:
+        return list(records)
+    return [r for r in records if r.prompt_set in spec.prompt_sets]
+
+
+_REFERENCES: dict[str, tuple[Any, str]] | None = None  # set only while ``score`` runs
+
+
+def references(plan: RunPlan) -> tuple[Any, str]:
+    """The plan's ReferenceSet and its digest; loaded once per scoring pass however many metrics use it."""
+    from harness import data
+
+    if _REFERENCES is None:
+        loaded = data.load_references(plan)
+        return loaded, loaded.digest()
+    if plan.plan_hash not in _REFERENCES:
+        loaded = data.load_references(plan)
+        _REFERENCES[plan.plan_hash] = (loaded, loaded.digest())
+    return _REFERENCES[plan.plan_hash]
+
+
 def score(plan: RunPlan, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
     """Run every metric of the task on the run's samples."""
+    global _REFERENCES
     result = ScoreResult()
-    for metric in plan.task.evaluation.metrics:
-        if metric.name == "clip_score":
-            from harness.metrics import clip_score
-
-            part = clip_score.score(plan, metric, records, run_dir)
-        else:
-            raise ValueError(f"unknown metric '{metric.name}'")
-        result.per_sample.extend(part.per_sample)
-        result.aggregates.extend(part.aggregates)
+    _REFERENCES = {}
+    try:
+        for metric in plan.task.evaluation.metrics:
+            if metric.name not in METRIC_MODULES:
+                raise ValueError(f"unknown metric '{metric.name}'")
+            module = importlib.import_module(f"harness.metrics.{METRIC_MODULES[metric.name]}")
+            part = module.score(plan, metric, records_for(metric, records), run_dir)
+            result.per_sample.extend(part.per_sample)
+            result.aggregates.extend(part.aggregates)
+    finally:
+        _REFERENCES = None
     result.aggregates.extend(near_black_counts(plan, records))
     return result

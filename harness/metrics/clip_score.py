@@ -1,5 +1,10 @@
 """CLIP score through open_clip: cosine of the paired prompt and image embeddings (raw, in [-1, 1]).
 
+Metric names served here: ``clip_score`` and ``clip_t`` (the same paired cosine; ``clip_t`` is its name
+in subject-fidelity tables) and ``clip_score_all_pairs``, the face study's average of every prompt of a
+prompt set against every image of it, which mixes unrelated pairs and exists only under its own name.
+Stored values are raw cosines; x100 and CLIPScore's 2.5 * max(cos, 0) are derived at display.
+
 ``full``: ViT-B-32-quickgelu with OpenAI weights (the plain ``ViT-B-32`` name would load them with
 the wrong activation). ``tiny``: a small random-init open_clip ``CLIP``, labelled as such.
 """
@@ -39,10 +44,12 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+SCALE = "raw cosine in [-1, 1]; displayed also x100 and as 2.5*max(cos, 0) (Hessel et al. CLIPScore)"
+
+
 def _card(backbone: str, weights: str, size: int) -> MetricCard:
-    return MetricCard("clip_score", backbone, weights, PREPROCESSING.format(size=size),
-                      "raw cosine in [-1, 1]; x100 at display", f"open_clip_torch {version('open_clip_torch')}",
-                      higher_is_better=True)
+    return MetricCard("clip_score", backbone, weights, PREPROCESSING.format(size=size), SCALE,
+                      f"open_clip_torch {version('open_clip_torch')}", higher_is_better=True)
 
 
 def build_tiny() -> ClipBackbone:
@@ -99,30 +106,73 @@ def load(plan: RunPlan, spec: MetricSpec) -> ClipBackbone:
     return build_tiny() if plan.profile == "tiny" else load_real(spec.backbone, spec.weights)
 
 
-def cosine_scores(backbone: ClipBackbone, images: list[Any], texts: list[str], batch_size: int = 32) -> list[float]:
-    """Cosine between each image and its own text (paired, never all-pairs)."""
+def _device() -> str:
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = backbone.model.to(device)
-    values: list[float] = []
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def embed_images(backbone: ClipBackbone, images: list[Any], batch_size: int = 32) -> Any:
+    """L2-normalised image embeddings (N x D, CPU float32) of PIL images."""
+    import torch
+
+    model = backbone.model.to(_device())
+    parts = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            pixels = torch.stack([backbone.preprocess(im) for im in images[start : start + batch_size]]).to(device)
-            tokens = backbone.tokenizer(texts[start : start + batch_size]).to(device)
-            image_emb = torch.nn.functional.normalize(model.encode_image(pixels).float(), dim=-1)
-            text_emb = torch.nn.functional.normalize(model.encode_text(tokens).float(), dim=-1)
-            values.extend((image_emb * text_emb).sum(dim=-1).tolist())
-    return values
+            pixels = torch.stack([backbone.preprocess(im) for im in images[start : start + batch_size]])
+            parts.append(torch.nn.functional.normalize(model.encode_image(pixels.to(_device())).float(), dim=-1))
+    return torch.cat(parts).cpu()
+
+
+def embed_texts(backbone: ClipBackbone, texts: list[str], batch_size: int = 32) -> Any:
+    """L2-normalised text embeddings (N x D, CPU float32)."""
+    import torch
+
+    model = backbone.model.to(_device())
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            tokens = backbone.tokenizer(texts[start : start + batch_size]).to(_device())
+            parts.append(torch.nn.functional.normalize(model.encode_text(tokens).float(), dim=-1))
+    return torch.cat(parts).cpu()
+
+
+def cosine_scores(backbone: ClipBackbone, images: list[Any], texts: list[str], batch_size: int = 32) -> list[float]:
+    """Cosine between each image and its own text (paired, never all-pairs)."""
+    image_emb = embed_images(backbone, images, batch_size)
+    text_emb = embed_texts(backbone, texts, batch_size)
+    return (image_emb * text_emb).sum(dim=-1).tolist()
+
+
+def all_pairs_scores(backbone: ClipBackbone, images: list[Any], texts: list[str]) -> list[float]:
+    """For each image, its mean cosine against every distinct text given (the all-pairs variant)."""
+    distinct = sorted(set(texts))
+    similarity = embed_images(backbone, images) @ embed_texts(backbone, distinct).T
+    return similarity.mean(dim=1).tolist()
 
 
 def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
-    """Per-sample CLIP score of each image against its own prompt, plus per-set and per-class means."""
-    from PIL import Image
+    """Per-sample CLIP cosine (paired, or all-pairs for ``clip_score_all_pairs``) plus per-set / per-group means."""
+    from dataclasses import replace
+
+    from harness.metrics.images import load_png, to_pil
 
     backbone = load(plan, spec)
-    images = [Image.open(run_dir / r.file).convert("RGB") for r in records]
-    values = cosine_scores(backbone, images, [r.prompt for r in records])
-    per_sample = [SampleScore("clip_score", r.prompt_set, r.prompt_id, r.sample_idx, v)
-                  for r, v in zip(records, values, strict=True)]
-    return ScoreResult(per_sample, aggregate_means("clip_score", records, values, backbone.card))
+    card = replace(backbone.card, metric=spec.name)
+    values: list[float] = []
+    ordered: list[SampleRecord] = []
+    for prompt_set in sorted({r.prompt_set for r in records}):
+        chosen = [r for r in records if r.prompt_set == prompt_set]
+        images = to_pil([load_png(run_dir / r.file) for r in chosen])
+        if spec.name == "clip_score_all_pairs":
+            values += all_pairs_scores(backbone, images, [r.prompt for r in chosen])
+            card = replace(card, notes="all pairs: each image against every prompt of its prompt set "
+                                       "(mixes unrelated pairs; not comparable with clip_score)")
+        else:
+            values += cosine_scores(backbone, images, [r.prompt for r in chosen])
+        ordered += chosen
+    per_sample = [SampleScore(spec.name, r.prompt_set, r.prompt_id, r.sample_idx, v)
+                  for r, v in zip(ordered, values, strict=True)]
+    per_group = spec.name != "clip_score_all_pairs"
+    return ScoreResult(per_sample, aggregate_means(spec.name, ordered, values, card, per_group, spec.resamples))

@@ -1,0 +1,150 @@
+"""Face identity: MTCNN face crop -> InceptionResnetV1 embedding -> distance to the reference identity.
+
+facenet-pytorch: MTCNN (its weights ship in the package, so it is real on every profile), then
+InceptionResnetV1 with VGGFace2 weights from the weights directory (``tiny``: random-init, same class).
+The reference identity is the mean of the reference faces' unit embeddings, NOT re-normalised (the
+study's definition); each generated face's score is its Euclidean distance to that mean (lower is
+better). Images without a detected face get no distance, stay in the per-sample table (value NULL),
+are counted (``faceless_count``) and every row shows how many of its N images had a face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from harness.metrics import ALL, Aggregate, MetricCard, SampleScore, ScoreResult
+from harness.metrics.images import check_uint8, load_png, to_pil
+from harness.metrics.refcache import load_or_compute
+from harness.metrics.uncertainty import DEFAULT_RESAMPLES, bootstrap_mean
+from harness.plan import RunPlan
+from harness.sampling import SampleRecord
+from harness.specs import MetricSpec
+
+TINY_SEED = 0
+CROP = 160
+PREPROCESSING = (f"MTCNN (facenet-pytorch defaults, largest face) crop {CROP}x{CROP}, margin 0, "
+                 "fixed_image_standardization ((x-127.5)/128)")
+SCALE = "Euclidean distance between unit embedding and the mean reference embedding (mean not re-normalised)"
+
+
+@dataclass
+class FaceModels:
+    detector: Any
+    embedder: Any
+    weights: str
+
+
+def load_models(plan: RunPlan) -> FaceModels:
+    """MTCNN (packaged weights) and InceptionResnetV1 (VGGFace2 file on ``full``, random-init on ``tiny``)."""
+    import torch
+    from facenet_pytorch import MTCNN, InceptionResnetV1
+
+    detector = MTCNN(image_size=CROP, margin=0, post_process=True, device="cpu")
+    if plan.profile == "tiny":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(TINY_SEED)
+            embedder = InceptionResnetV1(pretrained=None, classify=False)
+        weights = f"random-init (seed {TINY_SEED})"
+    else:
+        from harness.weights import require
+
+        path, sha = require("facenet_vggface2")
+        embedder = InceptionResnetV1(pretrained=None, classify=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        embedder.load_state_dict({k: v for k, v in state.items() if not k.startswith("logits.")})
+        weights = f"vggface2 sha256:{sha[:16]}"
+    return FaceModels(detector, embedder.eval(), weights)
+
+
+def detect(models: FaceModels, images: list[Any]) -> list[Any]:
+    """The standardised face crop (3 x 160 x 160) of each PIL image, or None when MTCNN finds no face."""
+    import torch
+
+    with torch.no_grad():
+        return [models.detector(image) for image in images]
+
+
+def embed_faces(models: FaceModels, images: list[Any]) -> list[Any]:
+    """Unit face embedding (512) of each image, or None where no face was found."""
+    import torch
+
+    crops = detect(models, images)
+    found = [c for c in crops if c is not None]
+    if not found:
+        return [None] * len(images)
+    with torch.no_grad():
+        embeddings = iter(models.embedder(torch.stack(found)))
+    return [next(embeddings) if c is not None else None for c in crops]
+
+
+def distances(embeddings: list[Any], reference_mean: Any) -> list[float | None]:
+    """Euclidean distance of each embedding to the reference mean; None stays None."""
+    return [None if e is None else float((e - reference_mean).norm()) for e in embeddings]
+
+
+def reference_identity(models: FaceModels, references: Any, digest: str) -> tuple[Any, int, bool]:
+    """Mean (not re-normalised) reference embedding, number of reference images with a face, cache hit."""
+    import torch
+
+    check_uint8(references.images, f"reference set '{references.name}'")
+    fields = {"metric": "face_distance", "detector": "MTCNN facenet-pytorch " + version("facenet-pytorch"),
+              "weights": models.weights, "preprocessing": PREPROCESSING, "n": len(references.images),
+              "reference": references.name, "digest": digest}
+
+    def compute() -> dict[str, Any]:
+        found = [e for e in embed_faces(models, to_pil(references.images)) if e is not None]
+        stacked = torch.stack(found) if found else torch.zeros(0, 512)
+        return {"embeddings": stacked}
+
+    item, hit = load_or_compute("face", fields, compute)
+    embeddings = item["embeddings"]
+    mean = embeddings.mean(dim=0) if len(embeddings) else None
+    return mean, len(embeddings), hit
+
+
+def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
+    """Per-image face distance (None when faceless), per-set/group means over faces, faceless counts."""
+    from harness.metrics import references as reference_set
+
+    references, digest = reference_set(plan)
+    models = load_models(plan)
+    reference_mean, n_ref_faces, hit = reference_identity(models, references, digest)
+    embeddings = embed_faces(models, to_pil([load_png(run_dir / r.file) for r in records]))
+    values = distances(embeddings, reference_mean) if reference_mean is not None else [None] * len(records)
+    flags = ["reference_cache_hit" if hit else "reference_cache_miss"]
+    if plan.profile == "tiny":
+        flags.append("random_init")
+    if reference_mean is None:
+        flags.append("no_reference_face")
+    card = MetricCard("face_distance", "MTCNN -> InceptionResnetV1 (512-d)", models.weights, PREPROCESSING, SCALE,
+                      f"facenet-pytorch {version('facenet-pytorch')}", higher_is_better=False, flags=tuple(flags))
+    per_sample = [SampleScore("face_distance", r.prompt_set, r.prompt_id, r.sample_idx, v)
+                  for r, v in zip(records, values, strict=True)]
+    result = ScoreResult(per_sample)
+    ref_note = f"reference identity: {n_ref_faces} of {len(references.images)} reference images had a face"
+    buckets: dict[tuple[str, str], list[int]] = {}
+    for k, r in enumerate(records):
+        buckets.setdefault((r.prompt_set, ALL), []).append(k)
+        buckets.setdefault((r.prompt_set, r.group), []).append(k)
+    for (prompt_set, group), idx in sorted(buckets.items()):
+        chosen = [values[k] for k in idx]
+        scored = [v for v in chosen if v is not None]
+        interval = bootstrap_mean(chosen, [records[k].prompt_id for k in idx], None,
+                                  spec.resamples or DEFAULT_RESAMPLES)
+        note = (f"mean over the {len(scored)} of {len(idx)} images with a face ({len(idx) - len(scored)} faceless, "
+                f"counted in faceless_count); {ref_note}; CI: {interval.method}")
+        row_card = {**card.as_dict(), "n": len(idx), "n_scored": len(scored), "notes": note}
+        value = sum(scored) / len(scored) if scored else None
+        result.aggregates.append(Aggregate("face_distance", prompt_set, group, value, len(idx), row_card,
+                                           interval.low, interval.high))
+        if group == ALL:
+            count_card = MetricCard("faceless_count", "MTCNN (facenet-pytorch)", "packaged MTCNN weights",
+                                    PREPROCESSING, "count of generated images without a detected face",
+                                    f"facenet-pytorch {version('facenet-pytorch')}", higher_is_better=False,
+                                    n=len(idx))
+            result.aggregates.append(Aggregate("faceless_count", prompt_set, ALL, float(len(idx) - len(scored)),
+                                               len(idx), count_card.as_dict()))
+    return result

@@ -1,0 +1,190 @@
+"""Every weights file the metrics and model families need: where it goes, how it is found, its hash.
+
+The table is data. ``require(key)`` resolves one entry to a local file (never downloading) or raises
+one clear WeightsMissingError; ``check(...)`` reports presence for ``bench weights``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import WeightsMissingError
+from harness.models.tokenizer import cache_dir
+
+WEIGHTS_ENV = "BENCH_WEIGHTS"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One needed file. ``location``: ``weights_dir`` ($BENCH_WEIGHTS/<path>), ``hf`` (Hugging Face cache,
+    repo ``repo`` file ``path``), ``package`` (ships inside a pip package)."""
+
+    key: str
+    used_by: tuple[str, ...]  # metric names or "model:<family>"
+    location: str
+    path: str  # relative path under the weights dir, file inside the HF repo, or inside the package
+    env_var: str  # a variable pointing straight at the file (or folder for hf entries)
+    source: str  # where a networked machine gets it
+    sha256: str | None = None  # full hex, or a prefix (torch.hub convention) where only that is published
+    repo: str | None = None
+    alternatives: tuple[str, ...] = ()  # other file names that serve (e.g. .bin instead of .safetensors)
+
+
+def _hf(key: str, used_by: tuple[str, ...], repo: str, path: str, env_var: str,
+        alternatives: tuple[str, ...] = ()) -> WeightFile:
+    return WeightFile(key, used_by, "hf", path, env_var, f"hf download {repo} (Hugging Face hub)", repo=repo,
+                      alternatives=alternatives)
+
+
+def _diffusers(family: str, repo: str, components: dict[str, str]) -> list[WeightFile]:
+    """config + weights of each diffusers component a family loads (sharded files: their index)."""
+    rows = []
+    for component, weights_name in components.items():
+        bin_name = (weights_name.replace("model.safetensors", "pytorch_model.bin")
+                    if weights_name.startswith("model.") else weights_name.replace(".safetensors", ".bin"))
+        rows.append(_hf(f"{family}:{component}/config", (f"model:{family}",), repo, f"{component}/config.json",
+                        "--model-path"))
+        rows.append(_hf(f"{family}:{component}/weights", (f"model:{family}",), repo, f"{component}/{weights_name}",
+                        "--model-path", alternatives=(f"{component}/{bin_name}",)))
+    return rows
+
+
+_CLIP_METRICS = ("clip_score", "clip_score_all_pairs", "clip_t", "clip_i")
+_UNET = "diffusion_pytorch_model.safetensors"
+_TE = "model.safetensors"
+
+WEIGHT_FILES: list[WeightFile] = [
+    WeightFile("inception", ("fid", "kid"), "weights_dir", "inception/weights-inception-2015-12-05-6726825d.pth",
+               "BENCH_INCEPTION_WEIGHTS",
+               "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+               "weights-inception-2015-12-05-6726825d.pth", sha256="6726825d"),
+    WeightFile("facenet_vggface2", ("face_distance",), "weights_dir", "facenet/20180402-114759-vggface2.pt",
+               "BENCH_FACENET_WEIGHTS",
+               "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"),
+    *[WeightFile(f"mtcnn_{net}", ("face_distance",), "package", f"facenet_pytorch/data/{net}.pt", "-",
+                 "ships in the facenet-pytorch wheel") for net in ("pnet", "rnet", "onet")],
+    _hf("clip_vit_b32_openai", _CLIP_METRICS, "timm/vit_base_patch32_clip_224.openai",
+        "open_clip_pytorch_model.bin", "BENCH_CLIP_WEIGHTS", alternatives=("open_clip_model.safetensors",)),
+    _hf("dino_vits16/config", ("dino",), "facebook/dino-vits16", "config.json", "BENCH_DINO_WEIGHTS"),
+    _hf("dino_vits16/weights", ("dino",), "facebook/dino-vits16", "pytorch_model.bin", "BENCH_DINO_WEIGHTS",
+        alternatives=("model.safetensors",)),
+    *_diffusers("sd15", "runwayml/stable-diffusion-v1-5", {"unet": _UNET, "vae": _UNET, "text_encoder": _TE}),
+    *_diffusers("sd21", "stabilityai/stable-diffusion-2-1-base", {"unet": _UNET, "vae": _UNET, "text_encoder": _TE}),
+    *_diffusers("sdxl", "stabilityai/stable-diffusion-xl-base-1.0",
+                {"unet": _UNET, "vae": _UNET, "text_encoder": _TE, "text_encoder_2": _TE}),
+    *_diffusers("sdxl_refiner", "stabilityai/stable-diffusion-xl-refiner-1.0",
+                {"unet": _UNET, "vae": _UNET, "text_encoder_2": _TE}),
+    *_diffusers("flux", "black-forest-labs/FLUX.1-dev",
+                {"transformer": f"{_UNET}.index.json", "vae": _UNET, "text_encoder": _TE,
+                 "text_encoder_2": f"{_TE}.index.json"}),
+]
+
+def weights_dir() -> Path:
+    """``$BENCH_WEIGHTS`` or ``<bench cache>/weights``."""
+    return Path(os.environ.get(WEIGHTS_ENV, cache_dir() / "weights"))
+
+
+def entry(key: str) -> WeightFile:
+    return next(w for w in WEIGHT_FILES if w.key == key)
+
+
+def where(w: WeightFile) -> str:
+    """Where the file is expected, in words."""
+    if w.location == "weights_dir":
+        return f"${WEIGHTS_ENV}/{w.path} ({weights_dir() / w.path})"
+    if w.location == "package":
+        return f"<site-packages>/{w.path}"
+    return f"HF cache ($HF_HOME) {w.repo}/{w.path}"
+
+
+def locate(w: WeightFile) -> Path | None:
+    """The local file of an entry, or None; never downloads."""
+    override = os.environ.get(w.env_var) if w.env_var.startswith("BENCH_") else None
+    if w.location == "weights_dir":
+        path = Path(override) if override else weights_dir() / w.path
+        return path if path.is_file() else None
+    if w.location == "package":
+        import importlib.util
+
+        spec = importlib.util.find_spec(w.path.split("/")[0])
+        if spec is None or spec.origin is None:
+            return None
+        path = Path(spec.origin).parent.joinpath(*w.path.split("/")[1:])
+        return path if path.is_file() else None
+    if override:
+        folder = Path(override)
+        if folder.is_file():
+            return folder
+        for name in (w.path, *w.alternatives):
+            if (folder / name).is_file():
+                return folder / name
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in (w.path, *w.alternatives):
+        found = try_to_load_from_cache(w.repo, name)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def missing_message(w: WeightFile) -> str:
+    """One line: what is missing, where to put it, how to fetch it, and the tiny fallback."""
+    pointer = f"or point {w.env_var} at it" if w.env_var.startswith("BENCH_") else f"or pass {w.env_var}"
+    return (f"weights missing: '{w.key}' (used by {', '.join(w.used_by)}) expected at {where(w)} {pointer}; "
+            f"fetch it on a networked machine from {w.source}; `--profile tiny` runs anywhere without weights")
+
+
+def require(key: str) -> tuple[Path, str]:
+    """Local path and sha256 of an entry; one clear error if absent or if its hash contradicts the table."""
+    w = entry(key)
+    path = locate(w)
+    if path is None:
+        raise WeightsMissingError(missing_message(w))
+    sha = file_sha256(path)
+    if w.sha256 and not sha.startswith(w.sha256):
+        raise WeightsMissingError(f"weights '{key}' at {path}: sha256 {sha[:16]}... does not match the expected "
+                                  f"{w.sha256} (wrong file or variant; get it from {w.source})")
+    return path, sha
+
+
+@dataclass(frozen=True)
+class Presence:
+    weight: WeightFile
+    path: Path | None
+    sha_ok: bool | None  # None: not checked (or no expected hash)
+
+
+def needed_keys(metric_names: list[str], families: list[str], profile: str = "full") -> list[str]:
+    """Keys of the table a set of metrics and model families needs; ``tiny`` needs only packaged files."""
+    keys = []
+    for w in WEIGHT_FILES:
+        wanted = any(m in w.used_by for m in metric_names) or any(f"model:{f}" in w.used_by for f in families)
+        if wanted and (profile == "full" or w.location == "package") and w.key not in keys:
+            keys.append(w.key)
+    return keys
+
+
+def check(keys: list[str] | None = None, verify: bool = False) -> list[Presence]:
+    """Presence (and optionally the hash) of each entry, all of them when ``keys`` is None."""
+    rows = []
+    for w in WEIGHT_FILES:
+        if keys is not None and w.key not in keys:
+            continue
+        path = locate(w)
+        sha_ok = None
+        if verify and path is not None and w.sha256:
+            sha_ok = file_sha256(path).startswith(w.sha256)
+        rows.append(Presence(w, path, sha_ok))
+    return rows
