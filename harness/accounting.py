@@ -38,5 +38,5 @@ def count_params(plan: RunPlan) -> ParamCount:
         modules, architecture = models.build_tiny_modules(family), f"tiny {family} sibling"
     totals = {role: sum(p.numel() for p in m.parameters()) for role, m in modules.items()}
     method = method_class(plan.method.kind)(plan.method)
-    trainable = sum(p.numel() for p in method.prepare(modules))
+    trainable = method.trainable_count(method.prepare(modules))
     return ParamCount(trainable, sum(totals.values()), method.component, totals[method.component], architecture)

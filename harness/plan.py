@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness import __version__
 from harness.registry import get_method, get_task
-from harness.specs import MethodSpec, SpecError, TaskSpec, resolve_profile
+from harness.specs import MethodSpec, SpecError, TaskSpec, resolve_method_profile, resolve_profile
 
 Profile = Literal["full", "tiny"]
 
@@ -83,7 +83,7 @@ def build_plan(
 ) -> RunPlan:
     """Load the specs, resolve the profile and training recipe, and freeze a plan."""
     task = resolve_profile(get_task(task_ref), profile)
-    method = get_method(method_ref)
+    method = resolve_method_profile(get_method(method_ref), profile)
     if profile == "tiny":
         model_source = f"tiny:{task.model.family}"
     else:

@@ -99,6 +99,13 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
 
     modules = {"unet": bundle.unet, "vae": bundle.vae, "text_encoder": bundle.text_encoder}
     base_params = sum(p.numel() for m in modules.values() for p in m.parameters())
+    if plan.task.data.adapter == "dreambooth":
+        from harness.subjects import execute_subjects
+
+        fields, records, result = execute_subjects(plan, bundle, dataset, run_dir, timer, progress)
+        memory, memory_kind = peak_memory()
+        fields |= {"base_params": base_params, "peak_memory_bytes": memory, "memory_kind": memory_kind}
+        return (fields, *store_rows(records, result))
     method = method_class(plan.method.kind)(plan.method)
     fields: dict[str, Any] = {"base_params": base_params}
     with timer.stage("train"):
@@ -121,6 +128,11 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
         result = metrics.score(plan, records, run_dir)
     memory, memory_kind = peak_memory()
     fields |= {"peak_memory_bytes": memory, "memory_kind": memory_kind}
+    return (fields, *store_rows(records, result))
+
+
+def store_rows(records: list, result: Any) -> tuple[list, list, list]:
+    """Samples, per-sample scores and aggregates as rows of the store's tables."""
     samples = [r.as_dict() | {"grp": r.group} for r in records]
     for row in samples:
         del row["group"]
@@ -129,4 +141,4 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
     aggregates = [{"metric": a.metric, "prompt_set": a.prompt_set, "grp": a.group, "value": a.value, "n": a.n,
                    "ci_low": a.ci_low, "ci_high": a.ci_high, "card": a.card, "checkpoint": a.checkpoint}
                   for a in result.aggregates]
-    return fields, samples, scores, aggregates
+    return samples, scores, aggregates

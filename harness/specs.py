@@ -7,7 +7,7 @@ task is a partial spec merged over the full one and validated again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -26,7 +26,7 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     """Which base model family and which weights."""
 
-    family: Literal["sd15"]
+    family: Literal["sd15", "sd21"]
     hub_id: str
     revision: str | None = None
 
@@ -51,8 +51,8 @@ class TrainingSpec(_Strict):
     max_grad_norm: float | None = Field(default=None, gt=0)
 
 
-class DataSpec(_Strict):
-    """Dataset adapter and preprocessing."""
+class CifarDataSpec(_Strict):
+    """CIFAR-10 adapter and preprocessing."""
 
     adapter: Literal["cifar10"]
     subset_size: int = Field(ge=1)
@@ -63,11 +63,47 @@ class DataSpec(_Strict):
     synthetic_per_class: int = Field(default=40, ge=1)
 
     @model_validator(mode="after")
-    def _templates_have_slot(self) -> DataSpec:
+    def _templates_have_slot(self) -> CifarDataSpec:
         for template in self.templates:
             if "{c}" not in template:
                 raise ValueError(f"template {template!r} must contain '{{c}}'")
         return self
+
+
+class SubjectSpec(_Strict):
+    """One DreamBooth subject: its folder name, class noun, and which prompt list it takes."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    class_noun: str = Field(min_length=1)
+    live: bool = False
+
+
+def _check_subject_template(template: str) -> None:
+    if "{0}" not in template or "{1}" not in template:
+        raise ValueError(f"template {template!r} must contain '{{0}}' (identifier) and '{{1}}' (class noun)")
+
+
+class DreamboothDataSpec(_Strict):
+    """DreamBooth-style subject images: one folder per subject, a class noun each (see harness.data.dreambooth)."""
+
+    adapter: Literal["dreambooth"]
+    resolution: int = Field(ge=8)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
+    identifier: str = Field(default="sks", min_length=1)
+    instance_caption: str = "a photo of {0} {1}"
+    subjects: list[SubjectSpec] = Field(min_length=1)
+    synthetic_views: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _caption_has_slots(self) -> DreamboothDataSpec:
+        _check_subject_template(self.instance_caption)
+        names = [s.name for s in self.subjects]
+        if len(set(names)) != len(names):
+            raise ValueError("subject names must be unique")
+        return self
+
+
+DataSpec = Annotated[CifarDataSpec | DreamboothDataSpec, Field(discriminator="adapter")]
 
 
 class SamplingSpec(_Strict):
@@ -94,14 +130,22 @@ class PromptSetSpec(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    source: Literal["class_templates", "list"]
+    source: Literal["class_templates", "list", "subject_templates"]
     samples_per_prompt: int = Field(ge=1)
     prompts: list[PromptSpec] = Field(default_factory=list)
+    # subject_templates: '{0}' = identifier, '{1}' = class noun; live subjects use live_templates if given.
+    templates: list[str] = Field(default_factory=list)
+    live_templates: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _list_needs_prompts(self) -> PromptSetSpec:
         if self.source == "list" and not self.prompts:
             raise ValueError("a 'list' prompt set needs at least one prompt")
+        if self.source == "subject_templates":
+            if not self.templates:
+                raise ValueError("a 'subject_templates' prompt set needs at least one template")
+            for template in [*self.templates, *self.live_templates]:
+                _check_subject_template(template)
         return self
 
 
@@ -142,6 +186,8 @@ class MethodSpec(_Strict):
     description: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
     training: TrainingSpec = TrainingSpec()
+    # Reduced counts for the tiny profile (e.g. class images, stage steps), merged like a task's.
+    profiles: dict[Literal["tiny"], dict[str, Any]] = Field(default_factory=dict)
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -205,8 +251,20 @@ def load_task(path: Path) -> TaskSpec:
 
 
 def load_method(path: Path) -> MethodSpec:
-    """Load and validate a method spec."""
-    return parse_spec(MethodSpec, read_yaml(path), str(path))
+    """Load and validate a method spec, including its tiny profile."""
+    data = read_yaml(path)
+    method = parse_spec(MethodSpec, data, str(path))
+    for profile, override in method.profiles.items():
+        merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, override)
+        parse_spec(MethodSpec, merged, f"{path} (profiles.{profile})")
+    return method
+
+
+def resolve_method_profile(method: MethodSpec, profile: str) -> MethodSpec:
+    """The method as the given profile sees it (its own overrides, if any, merged; no profiles left)."""
+    base = method.model_dump(mode="json", exclude={"profiles"})
+    override = method.profiles.get(profile, {}) if profile != "full" else {}
+    return parse_spec(MethodSpec, deep_merge(base, override), f"method {method.name} ({profile})")
 
 
 def resolve_profile(task: TaskSpec, profile: str) -> TaskSpec:

@@ -80,10 +80,35 @@ def _accelerator(plan: RunPlan) -> Any:
     return Accelerator(mixed_precision=precision)
 
 
-def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, modules: dict) -> TrainReport:
-    """Train the method's parameters with the noise-prediction loss until the budget runs out."""
+def _instance_and_prior(batch: dict) -> tuple[Any, list[str], float | None]:
+    """Pixels and captions of a batch; a prior-preservation batch appends its class half (DreamBooth)."""
     import torch
+
+    if "class_pixel_values" not in batch:
+        return batch["pixel_values"], list(batch["caption"]), None
+    pixels = torch.cat([batch["pixel_values"], batch["class_pixel_values"]])
+    return pixels, [*batch["caption"], *batch["class_caption"]], float(batch["prior_weight"][0])
+
+
+def _loss(prediction: Any, target: Any, prior_weight: float | None) -> Any:
+    """MSE; with prior preservation, instance MSE + weight x class MSE (each over its half of the batch)."""
     import torch.nn.functional as F
+
+    if prior_weight is None:
+        return F.mse_loss(prediction.float(), target.float())
+    instance_pred, class_pred = prediction.float().chunk(2)
+    instance_target, class_target = target.float().chunk(2)
+    return F.mse_loss(instance_pred, instance_target) + prior_weight * F.mse_loss(class_pred, class_target)
+
+
+def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, modules: dict,
+          meter: BudgetMeter | None = None, on_step: Any = None) -> TrainReport:
+    """Train the method's parameters with the noise-prediction loss until the budget runs out.
+
+    ``meter`` lets several stages (or class-image generation before them) share one budget; the stage
+    itself stops after ``plan.training.max_steps`` steps. ``on_step(step)`` runs after each step.
+    """
+    import torch
 
     trainable = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     if not trainable:
@@ -108,20 +133,26 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
     for role, module in modules.items():
         if role != method.component:
             module.to(device)
+    unet = trained if method.component == "unet" else modules["unet"]
+    text_trains = any(p.requires_grad for p in modules["text_encoder"].parameters())
     noise_rng = torch.Generator().manual_seed(plan.seed + 1)
     scheduler = bundle.noise_scheduler
-    meter = BudgetMeter(plan.task.budget.max_samples, min(plan.task.budget.max_steps, recipe.max_steps),
-                        plan.task.budget.max_seconds)
+    if meter is None:
+        meter = BudgetMeter(plan.task.budget.max_samples, min(plan.task.budget.max_steps, recipe.max_steps),
+                            plan.task.budget.max_seconds)
+    stage_end = meter.steps + recipe.max_steps
     losses: list[float] = []
-    while not meter.exhausted():
+    while not meter.exhausted() and meter.steps < stage_end:
         for batch in loader:
-            if meter.exhausted():
+            if meter.exhausted() or meter.steps >= stage_end:
                 break
             with accelerator.accumulate(trained):
+                pixels, captions, prior_weight = _instance_and_prior(batch)
                 with torch.no_grad():
-                    pixels = batch["pixel_values"].to(device, dtype=bundle.vae.dtype)
+                    pixels = pixels.to(device, dtype=bundle.vae.dtype)
                     latents = bundle.vae.encode(pixels).latent_dist.sample(generator=noise_rng) * bundle.latent_scale
-                    hidden = bundle.encode_prompts(list(batch["caption"]))
+                with torch.set_grad_enabled(text_trains):
+                    hidden = bundle.encode_prompts(captions)
                 noise = torch.randn(latents.shape, generator=noise_rng).to(device, latents.dtype)
                 steps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],),
                                       generator=noise_rng).to(device)
@@ -130,16 +161,19 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
                     target = scheduler.get_velocity(latents, noise, steps)
                 else:
                     target = noise
-                prediction = trained(noisy, steps, hidden).sample
-                loss = F.mse_loss(prediction.float(), target.float())
+                prediction = unet(noisy, steps, hidden).sample
+                loss = _loss(prediction, target, prior_weight)
                 accelerator.backward(loss)
                 if recipe.max_grad_norm and accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(trainable, recipe.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                method.after_step(modules)
             meter.steps += 1
             meter.samples += latents.shape[0] * accelerator.num_processes
             losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(meter.steps)
     trained.eval()
     changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in zip(before, trainable, strict=True))
     if changed < len(trainable):
@@ -149,5 +183,5 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
         )
     memory, memory_kind = peak_memory()
     return TrainReport(steps=meter.steps, samples_seen=meter.samples, seconds=round(meter.seconds, 3),
-                       stopped_by=meter.stopped_by, peak_memory_bytes=memory, memory_kind=memory_kind,
-                       trainable_params=sum(p.numel() for p in trainable), changed_tensors=changed, losses=losses)
+                       stopped_by=meter.stopped_by or "steps", peak_memory_bytes=memory, memory_kind=memory_kind,
+                       trainable_params=method.trainable_count(trainable), changed_tensors=changed, losses=losses)

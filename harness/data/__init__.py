@@ -79,8 +79,46 @@ def _cifar(plan: RunPlan) -> CaptionedImages:
     return CaptionedImages(arrays.images[chosen], captions, groups, spec.resolution, spec.interpolation)
 
 
-def load(plan: RunPlan) -> CaptionedImages:
-    """The plan's training data (the subset chosen by the run seed)."""
+def dreambooth_root(plan: RunPlan) -> Any:
+    """The DreamBooth dataset folder: real under ``--data-root`` on ``full``, synthetic on ``tiny``."""
+    from harness.data import dreambooth
+
+    spec = plan.task.data
+    if plan.profile == "tiny":
+        folder = cache_dir() / "synthetic" / f"dreambooth_v{spec.synthetic_views}"
+        if not (folder / dreambooth.DATASET_FOLDER / dreambooth.CLASSES_FILE).is_file():
+            dreambooth.write_synthetic(folder, spec.synthetic_views)
+        root = dreambooth.find_root(str(folder))
+    else:
+        root = dreambooth.find_root(plan.data_root)
+    dreambooth.check_subjects(root, spec.subjects)
+    return root
+
+
+def load_subjects(plan: RunPlan) -> dict[str, list[np.ndarray]]:
+    """Every subject's photos (centre square crop at the task resolution), by subject name, in spec order."""
+    from harness.data import dreambooth
+
+    spec = plan.task.data
+    root = dreambooth_root(plan)
+    return {s.name: dreambooth.read_subject(root, s.name, spec.resolution, spec.interpolation) for s in spec.subjects}
+
+
+def load_references(plan: RunPlan) -> ReferenceSet:
+    """Real images that reference metrics compare samples to; ``groups`` = subject name (dreambooth)."""
+    if plan.task.data.adapter != "dreambooth":
+        raise ValueError(f"task '{plan.task.name}': no reference images for data adapter '{plan.task.data.adapter}'")
+    images, groups = [], []
+    for subject, photos in load_subjects(plan).items():
+        images.extend(photos)
+        groups.extend([subject] * len(photos))
+    return ReferenceSet(f"{plan.task.name}:{plan.profile}:subjects", images, groups)
+
+
+def load(plan: RunPlan) -> Any:
+    """The plan's training data (the subset chosen by the run seed; per subject for dreambooth)."""
     if plan.task.data.adapter == "cifar10":
         return _cifar(plan)
+    if plan.task.data.adapter == "dreambooth":
+        return load_subjects(plan)
     raise ValueError(f"unknown data adapter '{plan.task.data.adapter}'")

@@ -40,6 +40,13 @@ class Method:
     def attach(self, modules: Modules) -> None:
         """Add adapters or unfreeze parameters. The base class trains nothing."""
 
+    def trainable_count(self, params: list[Any]) -> int:
+        """How many parameters the method really trains (a method that masks rows counts only those)."""
+        return sum(p.numel() for p in params)
+
+    def after_step(self, modules: Modules) -> None:
+        """Called after every optimizer step (e.g. to restore embedding rows that must not change)."""
+
     def save(self, modules: Modules, folder: Path) -> Path | None:
         """Write the trained part in a loadable format; returns the file, or None if nothing to save."""
         return None

@@ -14,6 +14,10 @@ def _family(name: str) -> Any:
         from harness.models import sd15
 
         return sd15
+    if name == "sd21":
+        from harness.models import sd21
+
+        return sd21
     raise ValueError(f"unknown model family '{name}'")
 
 
