@@ -31,7 +31,7 @@ def add_token(bundle: DiffusionBundle, token: str, init_word: str) -> int:
     init_ids = bundle.tokenizer.encode(init_word, add_special_tokens=False)
     if not init_ids:
         raise ValueError(f"textual inversion: init word '{init_word}' gives no tokens")
-    bundle.text_encoder.resize_token_embeddings(len(bundle.tokenizer))
+    bundle.text_encoder.resize_token_embeddings(len(bundle.tokenizer), mean_resizing=False)
     weight = bundle.text_encoder.get_input_embeddings().weight
     with torch.no_grad():
         weight[token_id] = weight[init_ids].mean(dim=0)
