@@ -24,6 +24,17 @@ def _tiny_note(profile: str) -> str:
     return ""
 
 
+def _checkpoint_title(checkpoint: int | None, card: dict[str, Any]) -> str:
+    """'' for a run without checkpoints; the step, or the headline's step and rule, otherwise."""
+    if checkpoint is not None:
+        return f" - checkpoint step {checkpoint}"
+    if "headline_checkpoint" in card:
+        rule = card["headline_rule"]
+        how = " ".join(str(rule.get(key, "")) for key in ("rule", "metric", "prompt_set")).strip()
+        return f" - headline = step {card['headline_checkpoint']} (rule: {how})"
+    return ""
+
+
 def print_run(console: Console, store: Store, run_id: str) -> None:
     """Per-class and per-prompt tables of one run, with N and the metric card."""
     run = next(r for r in store.runs() if r["run_id"] == run_id)
@@ -34,14 +45,15 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
                   f"trainable {run['trainable_params']:,} of {run['base_params']:,} params; "
                   f"peak memory {_fmt_bytes(run['peak_memory_bytes'])} ({run['memory_kind']})", highlight=False)
     rows = store.aggregates(run_id)
-    by_set: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by_set: dict[tuple[str, str, int | None], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        by_set[(row["metric"], row["prompt_set"])].append(row)
-    near_black = {r["prompt_set"]: r for r in rows if r["metric"] == "near_black_count"}
-    for (metric, prompt_set), set_rows in sorted(by_set.items()):
+        by_set[(row["metric"], row["prompt_set"], row.get("checkpoint"))].append(row)
+    near_black = {(r["prompt_set"], r.get("checkpoint")): r for r in rows if r["metric"] == "near_black_count"}
+    for (metric, prompt_set, checkpoint), set_rows in sorted(
+            by_set.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] is None, item[0][2] or 0)):
         if metric == "near_black_count":
             continue
-        table = Table(title=f"{metric} - prompt set {prompt_set}")
+        table = Table(title=f"{metric} - prompt set {prompt_set}{_checkpoint_title(checkpoint, set_rows[0]['card'])}")
         table.add_column("group")
         table.add_column("raw cosine", justify="right")
         table.add_column("x100", justify="right")
@@ -49,8 +61,8 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
         for row in sorted(set_rows, key=lambda r: (r["grp"] == ALL, r["grp"])):
             name = "[bold]mean (all)[/]" if row["grp"] == ALL else row["grp"]
             table.add_row(name, f"{row['value']:.4f}", f"{100 * row['value']:.2f}", str(row["n"]))
-        if prompt_set in near_black:
-            nb = near_black[prompt_set]
+        if (prompt_set, checkpoint) in near_black:
+            nb = near_black[(prompt_set, checkpoint)]
             table.caption = f"near-black samples: {int(nb['value'])} of {nb['n']}"
         console.print(table)
         card = set_rows[0]["card"]

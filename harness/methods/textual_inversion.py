@@ -81,8 +81,10 @@ class TextualInversionMethod(SubjectMethod):
         weight = modules["text_encoder"].get_input_embeddings().weight
         keep = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
         keep[self.token_ids] = False
+        if self._snapshot.device != weight.device:  # the loop moved the text encoder after attach
+            self._snapshot = self._snapshot.to(weight.device)
         with torch.no_grad():
-            weight[keep] = self._snapshot.to(weight.device)[keep]
+            weight[keep] = self._snapshot[keep]
 
     def save(self, modules: Modules, folder: Path) -> Path | None:
         from safetensors.torch import save_file
