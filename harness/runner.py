@@ -58,6 +58,7 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
     """
     from harness import data, models
 
+    _check_method_fits_task(plan)
     existing = store.completed_run(plan.plan_hash)
     if existing and not force:
         return RunOutcome(existing, "skipped")
@@ -88,6 +89,16 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
     (run_dir / "result.json").write_text(json.dumps({"run": fields, "aggregates": aggregates}, indent=2))
     store.complete_run(run_id, fields, samples, scores, aggregates)
     return RunOutcome(run_id, "completed", run_dir, timings=fields["timings"])
+
+
+def _check_method_fits_task(plan: RunPlan) -> None:
+    from harness.registry import method_class
+    from harness.specs import SpecError
+
+    if method_class(plan.method.kind).needs_subjects and plan.task.data.adapter != "dreambooth":
+        raise SpecError(f"method '{plan.method.name}' (kind {plan.method.kind}) trains one subject at a time; "
+                        f"task '{plan.task.name}' has no subjects (data adapter '{plan.task.data.adapter}', "
+                        "expected 'dreambooth')")
 
 
 def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: StageTimer,

@@ -305,3 +305,38 @@ def test_describe_full_counts_on_the_real_sd21(method: str, expected: int) -> No
     assert result.exit_code == 0, result.output
     assert f"trainable parameters: {expected:,} on the real sd21" in result.output
     assert "1,289,952,427 params" in result.output
+
+
+# --- model family and refusals ---------------------------------------------------------------------
+
+
+def test_sd21_meta_is_the_real_architecture_and_tiny_uses_the_same_classes() -> None:
+    from harness import models
+    from harness.models import sd21
+
+    meta = models.build_meta("sd21")
+    unet, text = meta["unet"].config, meta["text_encoder"].config
+    assert (unet.cross_attention_dim, list(unet.attention_head_dim), unet.use_linear_projection) == \
+        (1024, [5, 10, 20, 20], True)
+    assert (text.hidden_size, text.num_hidden_layers, text.hidden_act) == (1024, 23, "gelu")
+    tiny = sd21.build_tiny()
+    assert [type(m) for m in (tiny.unet, tiny.vae, tiny.text_encoder)] == [type(m) for m in meta.values()]
+    assert tiny.unet.config.use_linear_projection and tiny.noise_scheduler.config.prediction_type == "epsilon"
+    assert tiny.tokenizer.pad_token == "!" and tiny.tokenizer.pad_token_id == 0  # as SD 2.x's tokenizer
+
+
+def test_full_profile_without_weights_says_what_to_fetch(tmp_path: Path) -> None:
+    from harness import models
+    from harness.errors import WeightsMissingError
+
+    with pytest.raises(WeightsMissingError, match=r"stable-diffusion-2-1-base.*--profile tiny"):
+        models.load(build_plan(TASK, "frozen", "full"))
+
+
+def test_subject_methods_refuse_tasks_without_subjects(tmp_path: Path) -> None:
+    from harness.specs import SpecError
+
+    store = Store(tmp_path / "bench.duckdb")
+    with pytest.raises(SpecError, match="trains one subject at a time"):
+        run(build_plan("cifar_alignment", "textual_inversion", "tiny"), store, tmp_path / "runs")
+    assert not (tmp_path / "bench.duckdb").exists()

@@ -18,6 +18,8 @@ Modules = dict[str, Any]  # role -> torch.nn.Module
 class Method:
     """Base class: a frozen base with nothing trainable. Subclasses override ``attach``."""
 
+    needs_subjects = False  # True: trains per subject, only on tasks with the dreambooth data adapter
+
     def __init__(self, spec: MethodSpec) -> None:
         self.spec = spec
 

@@ -67,6 +67,8 @@ def fit_default(method: Method, ctx: SubjectContext, identifier: str) -> list[An
 class SubjectMethod(Method):
     """A method that knows about subjects: its own identifier and, optionally, its own recipe."""
 
+    needs_subjects = True
+
     def identifier(self, task: TaskSpec) -> str:
         """The word or token that stands for the subject in prompts (the task's ``sks`` by default)."""
         return task.data.identifier
