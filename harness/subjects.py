@@ -47,6 +47,17 @@ def _sample(plan: RunPlan, bundle: DiffusionBundle, prompts: list[EvalPrompt], r
     return [replace(r, file=prefix + r.file, checkpoint=checkpoint) for r in made]
 
 
+def _release_memory() -> None:
+    """Free the previous subject's modules and optimizer state before loading the next base."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def execute_subjects(plan: RunPlan, bundle: DiffusionBundle, photos: dict | None, run_dir: Path, timer: Any,
                      progress: Any) -> tuple[dict, list[SampleRecord], ScoreResult]:
     """Train, sample and score every subject; returns the run fields, the samples and the scores."""
@@ -64,6 +75,8 @@ def execute_subjects(plan: RunPlan, bundle: DiffusionBundle, photos: dict | None
     stopped: set[str] = set()
     for index, subject in enumerate(task.data.subjects):
         with timer.stage("load"):
+            if index > 0:
+                _release_memory()
             base = bundle if index == 0 else models.load(plan)
         method = method_class(plan.method.kind)(plan.method)
         identifier = method.identifier(task) if isinstance(method, SubjectMethod) else task.data.identifier
@@ -107,6 +120,8 @@ def execute_subjects(plan: RunPlan, bundle: DiffusionBundle, photos: dict | None
             totals["adapter_bytes"] += Path(adapter).stat().st_size
         per_subject[subject.name] = {"identifier": identifier, "budget_seconds": round(meter.seconds, 3),
                                      "stages": [r.as_dict() for r in reports], **ctx.details}
+        base.to("cpu")  # the runner keeps the first bundle alive; later ones are dropped on rebinding
+        del ctx, sample
     with timer.stage("score"):
         result, headline = score_subjects(plan, records, identifiers, run_dir)
     if headline is not None:

@@ -175,6 +175,7 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
             if on_step is not None:
                 on_step(meter.steps)
     trained.eval()
+    accelerator.unwrap_model(trained, keep_fp32_wrapper=False)  # sampling must not inherit the training autocast
     changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in zip(before, trainable, strict=True))
     if changed < len(trainable):
         raise TrainingError(

@@ -340,3 +340,22 @@ def test_subject_methods_refuse_tasks_without_subjects(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="trains one subject at a time"):
         run(build_plan("cifar_alignment", "textual_inversion", "tiny"), store, tmp_path / "runs")
     assert not (tmp_path / "bench.duckdb").exists()
+
+
+def test_subject_spec_errors_name_the_field(tmp_path: Path) -> None:
+    import yaml
+
+    from harness import registry
+    from harness.specs import SpecError, load_task
+
+    source = yaml.safe_load((registry.PROJECT_ROOT / "tasks" / f"{TASK}.yaml").read_text())
+    broken = yaml.safe_load(yaml.safe_dump(source))
+    broken["evaluation"]["prompt_sets"][1]["templates"] = ["a photo of {0}"]
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(broken))
+    with pytest.raises(SpecError, match=r"field 'evaluation.prompt_sets.1': .*'\{1\}' \(class noun\)"):
+        load_task(tmp_path / "a.yaml")
+    broken = yaml.safe_load(yaml.safe_dump(source))
+    del broken["data"]["subjects"]
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(broken))
+    with pytest.raises(SpecError, match=r"field 'data.dreambooth.subjects': Field required"):
+        load_task(tmp_path / "b.yaml")
