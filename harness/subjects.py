@@ -109,16 +109,17 @@ def execute_subjects(plan: RunPlan, bundle: DiffusionBundle, photos: dict | None
         if len(records) == before:
             with timer.stage("sample"):
                 sample(None)
+        spent = reports[-1].seconds if reports else 0.0  # budget seconds at the end of the last stage
         if reports:
             totals["steps"] += meter.steps
             totals["samples_seen"] += meter.samples
-            totals["train_seconds"] += round(meter.seconds, 3)
+            totals["train_seconds"] = round(totals["train_seconds"] + spent, 3)
             totals["trainable_params"] = sum(r.trainable_params for r in reports)
             stopped.add(reports[-1].stopped_by)
-        adapter = ctx.details.get("adapter_file")
-        if adapter:
-            totals["adapter_bytes"] += Path(adapter).stat().st_size
-        per_subject[subject.name] = {"identifier": identifier, "budget_seconds": round(meter.seconds, 3),
+        for key in ("adapter_file", "token_file"):
+            if ctx.details.get(key):
+                totals["adapter_bytes"] += Path(ctx.details[key]).stat().st_size
+        per_subject[subject.name] = {"identifier": identifier, "budget_seconds": spent,
                                      "stages": [r.as_dict() for r in reports], **ctx.details}
         base.to("cpu")  # the runner keeps the first bundle alive; later ones are dropped on rebinding
         del ctx, sample
