@@ -172,7 +172,10 @@ def test_dreambooth_changes_only_the_unet_and_charges_class_images(tmp_path: Pat
     # class-image generation happened before training, on the same meter
     assert report.seconds >= ctx.details["class_image_seconds"] > 0
     assert report.samples_seen == 2 * report.steps * plan.training.batch_size  # instance + class halves
-    assert (ctx.folder / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    from diffusers import UNet2DConditionModel
+
+    reloaded = UNet2DConditionModel.from_pretrained(str(ctx.folder / "unet"), variant="fp16").state_dict()
+    assert all(torch.equal(reloaded[k].half(), v.half()) for k, v in after.items())
 
 
 def test_dreambooth_lora_changes_only_lora_weights(tmp_path: Path) -> None:
