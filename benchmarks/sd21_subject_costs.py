@@ -52,9 +52,10 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA GPU")
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers import DDPMScheduler
 
     from harness.models import sd21
+    from harness.models.common import DiffusionBundle
     from harness.models.tokenizer import build_clip_tokenizer
 
     unet, vae, text_encoder = _modules()
@@ -74,10 +75,11 @@ def main() -> None:
                                                                       args.steps, True)
     results["textual inversion peak GiB"] = torch.cuda.max_memory_allocated() / 2**30
     embedding.requires_grad_(False)
-    pipeline = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=build_clip_tokenizer(),
-                                       unet=unet, scheduler=DDIMScheduler.from_config(sd21.SCHEDULER_CONFIG),
-                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipeline.set_progress_bar_config(disable=True)
+    tokenizer = build_clip_tokenizer()
+    tokenizer.pad_token = sd21.PAD_TOKEN
+    bundle = DiffusionBundle(sd21.FAMILY, unet, vae, text_encoder, tokenizer,
+                             DDPMScheduler.from_config(sd21.SCHEDULER_CONFIG), "random-init real sd21")
+    pipeline = bundle.build_pipeline("ddim")
     prompts = ["a photo of sks dog"] * 16
     with torch.no_grad(), torch.autocast("cuda"):
         pipeline(prompts[:2], num_inference_steps=2, height=512, width=512)

@@ -93,18 +93,25 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Spec files
 
 @app.command()
 @user_errors
-def describe(task: TaskOpt, method: MethodOpt, profile: ProfileOpt = "tiny", seed: int = 0) -> None:
-    """Print the resolved plan and the method's trainable-parameter count and share."""
+def describe(task: TaskOpt, method: Annotated[str | None, typer.Option(
+                 "--method", "-m", help="One method (plan + count); default: every method the task lists.")] = None,
+             profile: ProfileOpt = "tiny", seed: int = 0) -> None:
+    """Print the resolved plan and the method's trainable-parameter count and share (or a table for all)."""
     from harness.accounting import count_params
     from harness.plan import build_plan
 
+    if method is None:
+        from harness.report import print_accounting
+
+        print_accounting(console, registry.get_task(task).name, _check_profile(profile), seed)
+        return
     plan = build_plan(task, method, _check_profile(profile), seed)
     console.print_json(plan.model_dump_json())
     console.print(f"plan hash: {plan.plan_hash}")
     count = count_params(plan)
     console.print(
         f"trainable parameters: {count.trainable:,} on the {count.architecture}\n"
-        f"  share of base model ({count.base_total:,} params in unet + vae + text encoder): "
+        f"  share of base model ({count.base_total:,} params in all modules of the base model): "
         f"{100 * count.share_of_base:.3f}%\n"
         f"  share of {count.component} ({count.component_total:,} params): {100 * count.share_of_component:.3f}%",
         highlight=False,
@@ -139,6 +146,35 @@ def run_command(
         fail(f"run {outcome.run_id} failed and is stored as failed: {outcome.error} "
              f"(details: {outcome.run_dir}/error.log)", 1)
     print_run(console, store, outcome.run_id)
+
+
+@app.command()
+@user_errors
+def sweep(
+    task: TaskOpt,
+    method: MethodOpt,
+    grid: Annotated[list[str] | None, typer.Option(help="KEY=V1,V2,... (keys: lr, rank, steps, schedule).")] = None,
+    design: Annotated[str, typer.Option(help="full (every grid combination) or face-study (the 11-run table).")]
+    = "full",
+    profile: ProfileOpt = "tiny",
+    seed: int = 0,
+    model_path: Annotated[Path | None, typer.Option(help="Local diffusers folder instead of the hub id.")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Dataset root (default: $BENCH_DATA).")] = None,
+    db: DbOpt = DEFAULT_DB,
+    force: Annotated[bool, typer.Option("--force", help="Rerun cells that have a completed run.")] = False,
+) -> None:
+    """Run one ordinary run per sweep cell (overrides recorded in each plan); print a summary table."""
+    from harness.report import print_sweep
+    from harness.store import Store
+    from harness.sweep import parse_grid, run_sweep
+
+    if design not in ("full", "face-study"):
+        raise SpecError(f"--design '{design}': expected full or face-study")
+    cells = run_sweep(task, method, parse_grid(grid or []), design, _check_profile(profile), seed,  # type: ignore[arg-type]
+                      Store(db), db.parent / "runs", model_path, data_root, force)
+    print_sweep(console, cells)
+    if any(cell.status == "failed" for cell in cells):
+        raise typer.Exit(1)
 
 
 @app.command()

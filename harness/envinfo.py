@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from harness.registry import PROJECT_ROOT
@@ -20,6 +21,9 @@ def package_versions() -> dict[str, str]:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = "missing"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        versions["torch_build"] = f"{torch.__version__} (cuda {torch.version.cuda or 'none'})"
     return versions
 
 

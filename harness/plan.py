@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +28,9 @@ class ResolvedTraining(BaseModel):
     max_steps: int
     mixed_precision: Literal["no", "fp16", "bf16"]
     max_grad_norm: float | None
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    epochs: int | None = None
+    gradient_checkpointing: bool = False
 
 
 class RunPlan(BaseModel):
@@ -43,6 +46,8 @@ class RunPlan(BaseModel):
     model_source: str
     data_root: str | None = None
     harness_version: str = __version__
+    # Sweep cell overrides (e.g. {"lr": 1e-4, "rank": 16}); already applied to ``method``, kept as a record.
+    overrides: dict[str, Any] = {}
 
     @property
     def plan_hash(self) -> str:
@@ -53,7 +58,8 @@ class RunPlan(BaseModel):
 
     @property
     def trains(self) -> bool:
-        return self.method.kind != "frozen"
+        """False for the frozen base and for evaluation-only tasks (they borrow another task's adapter)."""
+        return self.method.kind != "frozen" and self.task.adapter_from_task is None
 
 
 _TRAINING_REQUIRED = ("learning_rate", "betas", "weight_decay", "batch_size", "max_steps", "mixed_precision")
@@ -61,7 +67,7 @@ _TRAINING_REQUIRED = ("learning_rate", "betas", "weight_decay", "batch_size", "m
 
 def resolve_training(task: TaskSpec, method: MethodSpec) -> ResolvedTraining:
     """Overlay the method's training fields on the task's; every required field must end up set."""
-    merged = task.training.model_dump() | {
+    merged = {k: v for k, v in task.training.model_dump().items() if v is not None} | {
         k: v for k, v in method.training.model_dump().items() if v is not None
     }
     missing = [name for name in _TRAINING_REQUIRED if merged.get(name) is None]
@@ -70,6 +76,7 @@ def resolve_training(task: TaskSpec, method: MethodSpec) -> ResolvedTraining:
             f"task '{task.name}' + method '{method.name}': field 'training.{missing[0]}' "
             "is set by neither the task nor the method"
         )
+    merged.setdefault("max_grad_norm", None)
     return ResolvedTraining(**merged)
 
 
@@ -80,10 +87,17 @@ def build_plan(
     seed: int = 0,
     model_path: Path | None = None,
     data_root: Path | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> RunPlan:
-    """Load the specs, resolve the profile and training recipe, and freeze a plan."""
+    """Load the specs, resolve the profile and training recipe, and freeze a plan.
+
+    ``overrides`` (sweep cells: lr, rank, steps, schedule) are applied to the method spec after its
+    profile (a sweep cell wins over the method's tiny profile).
+    """
+    from harness.sweep import apply_overrides
+
     task = resolve_profile(get_task(task_ref), profile)
-    method = resolve_method_profile(get_method(method_ref), profile)
+    method = apply_overrides(resolve_method_profile(get_method(method_ref), profile), overrides or {})
     if profile == "tiny":
         model_source = f"tiny:{task.model.family}"
     else:
@@ -96,5 +110,6 @@ def build_plan(
         training=resolve_training(task, method),
         model_source=model_source,
         data_root=str(data_root) if data_root else None,
+        overrides=dict(overrides or {}),
     )
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from harness.specs import PromptSetSpec, TaskSpec
+
+if TYPE_CHECKING:
+    from harness.plan import RunPlan
 
 
 @dataclass(frozen=True)
@@ -53,4 +57,29 @@ def _subject_prompts(task: TaskSpec, prompt_set: PromptSetSpec, identifiers: dic
             prompts.append(EvalPrompt(prompt_set.name, f"{prompt_set.name}.{subject.name}.p{t:02d}",
                                       template.format(identifier, subject.class_noun), subject.name,
                                       prompt_set.samples_per_prompt))
+    return prompts
+
+
+def plan_prompts(plan: RunPlan, identifiers: dict[str, str] | None = None) -> list[EvalPrompt]:
+    """The run's evaluation prompts: the task's sets, with dataset captions filled in and the prefix applied.
+
+    ``identifiers`` goes to ``expand_prompts`` (the word or token each subject's method uses)."""
+    prompts: list[EvalPrompt] = []
+    for prompt_set in plan.task.evaluation.prompt_sets:
+        if prompt_set.source == "dataset_captions":
+            from harness.data.images import eval_items
+
+            for item in eval_items(plan, prompt_set.max_prompts or 0):
+                prompts.append(EvalPrompt(prompt_set.name, f"{prompt_set.name}.{item.item_id}", item.caption,
+                                          item.group, prompt_set.samples_per_prompt))
+        else:
+            one_set = plan.task.model_copy(update={"evaluation": plan.task.evaluation.model_copy(
+                update={"prompt_sets": [prompt_set]})})
+            prompts.extend(expand_prompts(one_set, identifiers))
+    trigger = getattr(plan.task.data, "trigger", None)
+    if trigger:  # person tasks: "{t}" in a prompt is the trigger word
+        prompts = [replace(p, text=p.text.replace("{t}", trigger)) for p in prompts]
+    prefix = plan.task.sampling.prompt_prefix
+    if prefix:
+        prompts = [replace(p, text=f"{prefix} {p.text}") for p in prompts]
     return prompts

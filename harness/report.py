@@ -109,3 +109,38 @@ def print_leaderboard(console: Console, store: Store, task: str, profile: str | 
         note = _tiny_note(prof)
         if note:
             console.print(note)
+
+
+def print_accounting(console: Console, task: str, profile: str, seed: int = 0) -> None:
+    """Trainable parameters, shares and adapter size of every method the task lists."""
+    from harness.accounting import count_task_methods
+    from harness.plan import build_plan
+    from harness.registry import get_task
+
+    names = get_task(task).methods
+    if not names:
+        console.print(f"task '{task}' lists no methods (field 'methods'); use --method M")
+        return
+    accounts = count_task_methods([build_plan(task, name, profile, seed) for name in names])  # type: ignore[arg-type]
+    first = accounts[0].count
+    table = Table(title=f"{task}: trainable parameters on the {first.architecture} ({first.base_total:,} params)")
+    for column in ("method", "trained modules", "trainable", "% of base", "% of trained modules", "adapter file"):
+        table.add_column(column, justify="left" if column in ("method", "trained modules") else "right")
+    for account in accounts:
+        count = account.count
+        size = f"{account.adapter_bytes / 2**20:,.2f} MiB ({account.adapter_source})" if account.adapter_bytes else "-"
+        table.add_row(account.method, count.component, f"{count.trainable:,}", f"{100 * count.share_of_base:.4f}",
+                      f"{100 * count.share_of_component:.4f}", size)
+    console.print(table)
+
+
+def print_sweep(console: Console, cells: list[Any]) -> None:
+    """One row per sweep cell: its overrides, run id and status."""
+    table = Table(title=f"sweep: {len(cells)} runs")
+    keys = sorted({key for cell in cells for key in cell.overrides})
+    for column in ("#", *keys, "status", "run"):
+        table.add_column(column)
+    for i, cell in enumerate(cells, 1):
+        status = cell.status if not cell.error else f"{cell.status}: {cell.error}"
+        table.add_row(str(i), *(str(cell.overrides.get(k, "")) for k in keys), status, cell.run_id)
+    console.print(table)

@@ -59,7 +59,10 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
     from harness import data, models
 
     _check_method_fits_task(plan)
+    adapter_run = borrowed_adapter_run(plan, store)
     existing = store.completed_run(plan.plan_hash)
+    if existing and adapter_run is not None and store.run_row(existing)["adapter_file"] != adapter_run["adapter_file"]:
+        existing = None  # the source task was trained again since: score its newer adapter
     if existing and not force:
         return RunOutcome(existing, "skipped")
     timer = StageTimer()
@@ -77,7 +80,7 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
         "plan": plan.model_dump(mode="json"), "run_dir": str(run_dir),
     })
     try:
-        fields, samples, scores, aggregates = _execute(plan, bundle, dataset, run_dir, timer, progress)
+        fields, samples, scores, aggregates = _execute(plan, bundle, dataset, run_dir, timer, progress, adapter_run)
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         (run_dir / "error.log").write_text(traceback.format_exc())
@@ -101,14 +104,32 @@ def _check_method_fits_task(plan: RunPlan) -> None:
                         "expected 'dreambooth')")
 
 
+def borrowed_adapter_run(plan: RunPlan, store: Store) -> dict[str, Any] | None:
+    """For an evaluation-only task, the completed run (same method, profile, seed) whose adapter it scores."""
+    from harness.errors import BenchError
+
+    source_task = plan.task.adapter_from_task
+    if not source_task or plan.method.kind == "frozen":
+        return None
+    found = store.latest_completed(source_task, plan.method.name, plan.profile, plan.seed)
+    if found is None or not found.get("adapter_file"):
+        raise BenchError(
+            f"task '{plan.task.name}' scores the adapter of a completed '{source_task}' run of method "
+            f"'{plan.method.name}' ({plan.profile}, seed {plan.seed}), and there is none in {store.path}; run first: "
+            f"bench run --task {source_task} --method {plan.method.name} --profile {plan.profile} "
+            f"--seed {plan.seed} --db {store.path}"
+        )
+    return found
+
+
 def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: StageTimer,
-             progress: Any) -> tuple[dict, list, list, list]:
+             progress: Any, adapter_run: dict[str, Any] | None = None) -> tuple[dict, list, list, list]:
     from harness import metrics, sampling
-    from harness.prompts import expand_prompts
+    from harness.prompts import plan_prompts
     from harness.registry import method_class
     from harness.training import peak_memory, train
 
-    modules = {"unet": bundle.unet, "vae": bundle.vae, "text_encoder": bundle.text_encoder}
+    modules = bundle.modules()
     base_params = sum(p.numel() for m in modules.values() for p in m.parameters())
     if plan.task.data.adapter == "dreambooth":
         from harness.subjects import execute_subjects
@@ -120,8 +141,15 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
     method = method_class(plan.method.kind)(plan.method)
     fields: dict[str, Any] = {"base_params": base_params}
     with timer.stage("train"):
-        trainable = method.prepare(modules)
-        fields["trainable_params"] = sum(p.numel() for p in trainable)
+        if adapter_run is not None:
+            adapter = Path(adapter_run["adapter_file"])
+            bundle.load_lora(adapter.parent)
+            fields |= {"trainable_params": 0, "steps": 0, "samples_seen": 0, "train_seconds": 0.0,
+                       "stopped_by": f"no training (adapter of run {adapter_run['run_id']})",
+                       "adapter_file": str(adapter), "adapter_bytes": adapter.stat().st_size}
+        else:
+            trainable = method.prepare(modules)
+            fields["trainable_params"] = sum(p.numel() for p in trainable)
         if plan.trains:
             report = train(plan, bundle, dataset, method, modules)
             (run_dir / "train_log.json").write_text(json.dumps(report.as_dict(), indent=2))
@@ -130,10 +158,10 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
                        "train_seconds": report.seconds, "stopped_by": report.stopped_by}
             if adapter is not None:
                 fields |= {"adapter_file": str(adapter), "adapter_bytes": adapter.stat().st_size}
-        else:
+        elif adapter_run is None:
             fields |= {"steps": 0, "samples_seen": 0, "train_seconds": 0.0, "stopped_by": "no training"}
     with timer.stage("sample"):
-        prompts = expand_prompts(plan.task)
+        prompts = plan_prompts(plan)
         records = sampling.generate(plan, bundle, prompts, run_dir, progress)
     with timer.stage("score"):
         result = metrics.score(plan, records, run_dir)

@@ -47,18 +47,14 @@ def sample_generator(run_seed: int, prompt_id: str, sample_idx: int) -> Any:
 
 
 def build_pipeline(bundle: DiffusionBundle, scheduler_kind: str) -> Any:
-    """A diffusers text-to-image pipeline over the bundle's (possibly adapted) modules."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    """A diffusers text-to-image pipeline over the bundle's (possibly adapted) modules (the family's own)."""
+    return bundle.build_pipeline(scheduler_kind)
 
-    if scheduler_kind != "ddim":
-        raise ValueError(f"unsupported sampling scheduler '{scheduler_kind}'")
-    pipeline = StableDiffusionPipeline(
-        vae=bundle.vae, text_encoder=bundle.text_encoder, tokenizer=bundle.tokenizer, unet=bundle.unet,
-        scheduler=DDIMScheduler.from_config(bundle.noise_scheduler.config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+
+def uses_negative_prompt(plan: RunPlan) -> bool:
+    """Whether this run samples with the task's negative prompt (some protocols give it to the frozen base only)."""
+    spec = plan.task.sampling
+    return bool(spec.negative_prompt) and (spec.negative_prompt_for == "all" or plan.method.kind == "frozen")
 
 
 def generate(plan: RunPlan, bundle: DiffusionBundle, prompts: list[EvalPrompt], run_dir: Path,
@@ -77,12 +73,10 @@ def generate(plan: RunPlan, bundle: DiffusionBundle, prompts: list[EvalPrompt], 
     for start in range(0, len(jobs), spec.batch_size):
         chunk = jobs[start : start + spec.batch_size]
         generators = [sample_generator(plan.seed, p.prompt_id, i) for p, i in chunk]
-        negative = [spec.negative_prompt] * len(chunk) if spec.negative_prompt else None
-        with torch.no_grad(), torch.autocast(device, enabled=device == "cuda"):
-            images = pipeline(prompt=[p.text for p, _ in chunk], negative_prompt=negative,
-                              num_inference_steps=spec.steps, guidance_scale=spec.guidance_scale,
-                              height=spec.height, width=spec.width, generator=generators,
-                              output_type="pil").images
+        negative = [spec.negative_prompt] * len(chunk) if uses_negative_prompt(plan) else None
+        autocast_dtype = getattr(torch, bundle.sampling_autocast_dtype)
+        with torch.no_grad(), torch.autocast(device, dtype=autocast_dtype, enabled=device == "cuda"):
+            images = bundle.generate_images(pipeline, [p.text for p, _ in chunk], negative, generators, spec)
         for (prompt, idx), image in zip(chunk, images, strict=True):
             name = f"{prompt.prompt_id}__{idx:03d}.png"
             image.save(out_dir / name, format="PNG")

@@ -12,6 +12,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness.specs_data import (
+    CocoCaptionsDataSpec,
+    DeepFashionDataSpec,
+    DreamboothDataSpec,
+    PersonFolderDataSpec,
+    SingleImageDataSpec,
+    check_subject_template,
+)
+
 SPEC_VERSION = 1
 
 
@@ -26,9 +35,12 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     """Which base model family and which weights."""
 
-    family: Literal["sd15", "sd21"]
+    family: Literal["sd15", "sd21", "sdxl", "flux"]
     hub_id: str
     revision: str | None = None
+    # SDXL only: the refiner applied to the last ``sampling.refine_fraction`` of denoising.
+    refiner_hub_id: str | None = None
+    refiner_revision: str | None = None
 
 
 class BudgetSpec(_Strict):
@@ -49,9 +61,12 @@ class TrainingSpec(_Strict):
     max_steps: int | None = Field(default=None, ge=1)
     mixed_precision: Literal["no", "fp16", "bf16"] | None = None
     max_grad_norm: float | None = Field(default=None, gt=0)
+    lr_schedule: Literal["constant", "cosine"] | None = None  # diffusers get_scheduler, no warm-up
+    epochs: int | None = Field(default=None, ge=1)  # caps optimizer steps at epochs x batches per epoch
+    gradient_checkpointing: bool | None = None
 
 
-class CifarDataSpec(_Strict):
+class Cifar10DataSpec(_Strict):
     """CIFAR-10 adapter and preprocessing."""
 
     adapter: Literal["cifar10"]
@@ -63,59 +78,34 @@ class CifarDataSpec(_Strict):
     synthetic_per_class: int = Field(default=40, ge=1)
 
     @model_validator(mode="after")
-    def _templates_have_slot(self) -> CifarDataSpec:
+    def _templates_have_slot(self) -> Cifar10DataSpec:
         for template in self.templates:
             if "{c}" not in template:
                 raise ValueError(f"template {template!r} must contain '{{c}}'")
         return self
 
 
-class SubjectSpec(_Strict):
-    """One DreamBooth subject: its folder name, class noun, and which prompt list it takes."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    class_noun: str = Field(min_length=1)
-    live: bool = False
-
-
-def _check_subject_template(template: str) -> None:
-    if "{0}" not in template or "{1}" not in template:
-        raise ValueError(f"template {template!r} must contain '{{0}}' (identifier) and '{{1}}' (class noun)")
-
-
-class DreamboothDataSpec(_Strict):
-    """DreamBooth-style subject images: one folder per subject, a class noun each (see harness.data.dreambooth)."""
-
-    adapter: Literal["dreambooth"]
-    resolution: int = Field(ge=8)
-    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
-    identifier: str = Field(default="sks", min_length=1)
-    instance_caption: str = "a photo of {0} {1}"
-    subjects: list[SubjectSpec] = Field(min_length=1)
-    synthetic_views: int = Field(default=5, ge=1)
-
-    @model_validator(mode="after")
-    def _caption_has_slots(self) -> DreamboothDataSpec:
-        _check_subject_template(self.instance_caption)
-        names = [s.name for s in self.subjects]
-        if len(set(names)) != len(names):
-            raise ValueError("subject names must be unique")
-        return self
-
-
-DataSpec = Annotated[CifarDataSpec | DreamboothDataSpec, Field(discriminator="adapter")]
+# One typed data spec per adapter, chosen by its ``adapter`` field.
+DataSpec = Annotated[
+    Cifar10DataSpec | DeepFashionDataSpec | CocoCaptionsDataSpec | PersonFolderDataSpec | SingleImageDataSpec
+    | DreamboothDataSpec,
+    Field(discriminator="adapter"),
+]
 
 
 class SamplingSpec(_Strict):
     """Seeded generation settings."""
 
-    scheduler: Literal["ddim"] = "ddim"
+    scheduler: Literal["ddim", "flow_match_euler"] = "ddim"
     steps: int = Field(ge=1)
     guidance_scale: float = Field(ge=0)
     height: int = Field(ge=8)
     width: int = Field(ge=8)
     batch_size: int = Field(default=8, ge=1)
     negative_prompt: str | None = None
+    negative_prompt_for: Literal["all", "frozen"] = "all"  # "frozen": only the untrained base gets it
+    refine_fraction: float = Field(default=0.0, ge=0, lt=1)  # SDXL refiner on the last fraction of steps
+    prompt_prefix: str | None = None  # prepended (with a space) to every evaluation prompt
     near_black_threshold: float = Field(default=10.0, ge=0, le=255)
 
 
@@ -130,9 +120,11 @@ class PromptSetSpec(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    source: Literal["class_templates", "list", "subject_templates"]
+    source: Literal["class_templates", "list", "dataset_captions", "subject_templates"]
     samples_per_prompt: int = Field(ge=1)
     prompts: list[PromptSpec] = Field(default_factory=list)
+    # dataset_captions: the captions of the first ``max_prompts`` evaluation images of the data adapter
+    max_prompts: int | None = Field(default=None, ge=1)
     # subject_templates: '{0}' = identifier, '{1}' = class noun; live subjects use live_templates if given.
     templates: list[str] = Field(default_factory=list)
     live_templates: list[str] = Field(default_factory=list)
@@ -141,11 +133,13 @@ class PromptSetSpec(_Strict):
     def _list_needs_prompts(self) -> PromptSetSpec:
         if self.source == "list" and not self.prompts:
             raise ValueError("a 'list' prompt set needs at least one prompt")
+        if self.source == "dataset_captions" and self.max_prompts is None:
+            raise ValueError("a 'dataset_captions' prompt set needs 'max_prompts'")
         if self.source == "subject_templates":
             if not self.templates:
                 raise ValueError("a 'subject_templates' prompt set needs at least one template")
             for template in [*self.templates, *self.live_templates]:
-                _check_subject_template(template)
+                check_subject_template(template)
         return self
 
 
@@ -175,6 +169,10 @@ class TaskSpec(_Strict):
     sampling: SamplingSpec
     evaluation: EvaluationSpec
     profiles: dict[Literal["tiny"], dict[str, Any]] = Field(default_factory=dict)
+    # The methods the protocol compares on this task (what `bench describe --task T` accounts for).
+    methods: list[str] = Field(default_factory=list)
+    # Evaluation-only task: scores the adapter that this task's run of the same method produced.
+    adapter_from_task: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$")
 
 
 class MethodSpec(_Strict):
@@ -240,24 +238,24 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def _load_with_profiles(model: type[TaskSpec] | type[MethodSpec], path: Path) -> Any:
+    """Load and validate a spec, and each of its profiles merged over it."""
+    data = read_yaml(path)
+    spec = parse_spec(model, data, str(path))
+    for profile, override in spec.profiles.items():
+        merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, override)
+        parse_spec(model, merged, f"{path} (profiles.{profile})")
+    return spec
+
+
 def load_task(path: Path) -> TaskSpec:
     """Load and validate a task spec, including its tiny profile."""
-    data = read_yaml(path)
-    task = parse_spec(TaskSpec, data, str(path))
-    for profile, override in task.profiles.items():
-        merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, override)
-        parse_spec(TaskSpec, merged, f"{path} (profiles.{profile})")
-    return task
+    return _load_with_profiles(TaskSpec, path)
 
 
 def load_method(path: Path) -> MethodSpec:
     """Load and validate a method spec, including its tiny profile."""
-    data = read_yaml(path)
-    method = parse_spec(MethodSpec, data, str(path))
-    for profile, override in method.profiles.items():
-        merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, override)
-        parse_spec(MethodSpec, merged, f"{path} (profiles.{profile})")
-    return method
+    return _load_with_profiles(MethodSpec, path)
 
 
 def resolve_method_profile(method: MethodSpec, profile: str) -> MethodSpec:

@@ -113,6 +113,16 @@ class Store:
                               "ORDER BY finished_at DESC LIMIT 1", [plan_hash]).fetchone()
         return row[0] if row else None
 
+    def run_row(self, run_id: str) -> dict[str, Any]:
+        """One run's row."""
+        return self._rows("SELECT * FROM runs WHERE run_id = ?", [run_id])[0]
+
+    def latest_completed(self, task: str, method: str, profile: str, seed: int) -> dict[str, Any] | None:
+        """The newest completed run of (task, method, profile, seed), if any."""
+        rows = self._rows("SELECT * FROM runs WHERE task = ? AND method = ? AND profile = ? AND seed = ? "
+                          "AND status = 'completed' ORDER BY finished_at DESC LIMIT 1", [task, method, profile, seed])
+        return rows[0] if rows else None
+
     def runs(self, task: str | None = None) -> list[dict[str, Any]]:
         """All runs (any status), newest first."""
         query = "SELECT * FROM runs" + (" WHERE task = ?" if task else "") + " ORDER BY created_at DESC"

@@ -19,7 +19,7 @@ from typing import Any
 from harness.metrics import Aggregate, ScoreResult
 from harness.models.common import DiffusionBundle
 from harness.plan import RunPlan
-from harness.prompts import EvalPrompt, expand_prompts
+from harness.prompts import EvalPrompt, plan_prompts
 from harness.sampling import SampleRecord
 
 CHECKPOINTS_FOLDER = "checkpoints"
@@ -81,7 +81,7 @@ def execute_subjects(plan: RunPlan, bundle: DiffusionBundle, photos: dict | None
         method = method_class(plan.method.kind)(plan.method)
         identifier = method.identifier(task) if isinstance(method, SubjectMethod) else task.data.identifier
         identifiers[subject.name] = identifier
-        prompts = [p for p in expand_prompts(task, {subject.name: identifier}) if p.group == subject.name]
+        prompts = [p for p in plan_prompts(plan, {subject.name: identifier}) if p.group == subject.name]
         folder = run_dir / "subjects" / subject.name
         folder.mkdir(parents=True, exist_ok=True)
         meter = BudgetMeter(budget.max_samples, budget.max_steps, budget.max_seconds)

@@ -53,6 +53,10 @@ class TrainReport:
     trainable_params: int
     changed_tensors: int
     losses: list[float]
+    # Trainable tensors that never received a gradient because the loss does not depend on them
+    # (e.g. LoRA on the last layer of SDXL's first text encoder, whose penultimate states are used).
+    unreachable_tensors: int = 0
+    unreachable_params: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,33 +84,52 @@ def _accelerator(plan: RunPlan) -> Any:
     return Accelerator(mixed_precision=precision)
 
 
-def _instance_and_prior(batch: dict) -> tuple[Any, list[str], float | None]:
-    """Pixels and captions of a batch; a prior-preservation batch appends its class half (DreamBooth)."""
+def step_limit(plan: RunPlan, batches_per_epoch: int) -> int:
+    """Optimizer steps allowed: budget, recipe and (if set) epochs x batches per epoch, whichever is least."""
+    limits = [plan.task.budget.max_steps, plan.training.max_steps]
+    if plan.training.epochs:
+        limits.append(plan.training.epochs * batches_per_epoch)
+    return min(limits)
+
+
+def trained_roles(modules: dict) -> list[str]:
+    """Roles of the modules holding trainable parameters (e.g. ``unet`` and both text encoders)."""
+    return [role for role, module in modules.items() if any(p.requires_grad for p in module.parameters())]
+
+
+def _lr_scheduler(kind: str, optimizer: Any, max_steps: int) -> Any:
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(kind, optimizer=optimizer, num_warmup_steps=0, num_training_steps=max_steps)
+
+
+def _enable_checkpointing(module: Any) -> None:
+    if hasattr(module, "enable_gradient_checkpointing"):  # diffusers models
+        module.enable_gradient_checkpointing()
+    elif hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5
+        module.activation_checkpointing_enable()
+    elif hasattr(module, "gradient_checkpointing_enable"):  # older transformers
+        module.gradient_checkpointing_enable()
+
+
+def with_prior_half(batch: dict[str, Any]) -> dict[str, Any]:
+    """A prior-preservation batch (DreamBooth) as one batch: class images and captions appended after the
+    instance ones, ``prior_weight`` kept for the loss (``harness.models.common.diffusion_mse``)."""
     import torch
 
     if "class_pixel_values" not in batch:
-        return batch["pixel_values"], list(batch["caption"]), None
-    pixels = torch.cat([batch["pixel_values"], batch["class_pixel_values"]])
-    return pixels, [*batch["caption"], *batch["class_caption"]], float(batch["prior_weight"][0])
-
-
-def _loss(prediction: Any, target: Any, prior_weight: float | None) -> Any:
-    """MSE; with prior preservation, instance MSE + weight x class MSE (each over its half of the batch)."""
-    import torch.nn.functional as F
-
-    if prior_weight is None:
-        return F.mse_loss(prediction.float(), target.float())
-    instance_pred, class_pred = prediction.float().chunk(2)
-    instance_target, class_target = target.float().chunk(2)
-    return F.mse_loss(instance_pred, instance_target) + prior_weight * F.mse_loss(class_pred, class_target)
+        return batch
+    return {"pixel_values": torch.cat([batch["pixel_values"], batch["class_pixel_values"]]),
+            "caption": [*batch["caption"], *batch["class_caption"]],
+            "prior_weight": float(batch["prior_weight"][0])}
 
 
 def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, modules: dict,
           meter: BudgetMeter | None = None, on_step: Any = None) -> TrainReport:
-    """Train the method's parameters with the noise-prediction loss until the budget runs out.
+    """Train the method's parameters with the family's loss (``bundle.training_loss``) until the budget runs out.
 
     ``meter`` lets several stages (or class-image generation before them) share one budget; the stage
-    itself stops after ``plan.training.max_steps`` steps. ``on_step(step)`` runs after each step.
+    itself stops after ``step_limit`` steps of its own. ``on_step(step)`` runs after each step.
     """
     import torch
 
@@ -126,63 +149,60 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
     if len(loader) == 0:
         raise TrainingError(f"task '{plan.task.name}': {len(dataset)} training images < batch size "
                             f"{recipe.batch_size}")
-    trained = modules[method.component]
-    trained.train()
-    trained, optimizer, loader = accelerator.prepare(trained, optimizer, loader)
+    max_steps = step_limit(plan, len(loader))
+    # accelerate steps a prepared scheduler once per process per optimizer step
+    lr_scheduler = _lr_scheduler(recipe.lr_schedule, optimizer, max_steps * accelerator.num_processes)
+    roles = trained_roles(modules)
+    for role in roles:
+        modules[role].train()
+        if recipe.gradient_checkpointing:
+            _enable_checkpointing(modules[role])
+    *prepared, optimizer, loader, lr_scheduler = accelerator.prepare(*(modules[r] for r in roles), optimizer,
+                                                                     loader, lr_scheduler)
+    active = {**modules, **dict(zip(roles, prepared, strict=True))}
     device = accelerator.device
     for role, module in modules.items():
-        if role != method.component:
+        if role not in roles:
             module.to(device)
-    unet = trained if method.component == "unet" else modules["unet"]
-    text_trains = any(p.requires_grad for p in modules["text_encoder"].parameters())
     noise_rng = torch.Generator().manual_seed(plan.seed + 1)
-    scheduler = bundle.noise_scheduler
     if meter is None:
-        meter = BudgetMeter(plan.task.budget.max_samples, min(plan.task.budget.max_steps, recipe.max_steps),
-                            plan.task.budget.max_seconds)
-    stage_end = meter.steps + recipe.max_steps
+        meter = BudgetMeter(plan.task.budget.max_samples, max_steps, plan.task.budget.max_seconds)
+    stage_end = meter.steps + max_steps
     losses: list[float] = []
+    reached = [False] * len(trainable)
     while not meter.exhausted() and meter.steps < stage_end:
         for batch in loader:
             if meter.exhausted() or meter.steps >= stage_end:
                 break
-            with accelerator.accumulate(trained):
-                pixels, captions, prior_weight = _instance_and_prior(batch)
-                with torch.no_grad():
-                    pixels = pixels.to(device, dtype=bundle.vae.dtype)
-                    latents = bundle.vae.encode(pixels).latent_dist.sample(generator=noise_rng) * bundle.latent_scale
-                with torch.set_grad_enabled(text_trains):
-                    hidden = bundle.encode_prompts(captions)
-                noise = torch.randn(latents.shape, generator=noise_rng).to(device, latents.dtype)
-                steps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],),
-                                      generator=noise_rng).to(device)
-                noisy = scheduler.add_noise(latents, noise, steps)
-                if scheduler.config.prediction_type == "v_prediction":
-                    target = scheduler.get_velocity(latents, noise, steps)
-                else:
-                    target = noise
-                prediction = unet(noisy, steps, hidden).sample
-                loss = _loss(prediction, target, prior_weight)
+            batch = with_prior_half(batch)
+            with accelerator.accumulate(*prepared):
+                loss = bundle.training_loss(batch, active, noise_rng, device)
                 accelerator.backward(loss)
+                reached = [seen or p.grad is not None for seen, p in zip(reached, trainable, strict=True)]
                 if recipe.max_grad_norm and accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(trainable, recipe.max_grad_norm)
                 optimizer.step()
+                lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 method.after_step(modules)
             meter.steps += 1
-            meter.samples += latents.shape[0] * accelerator.num_processes
+            meter.samples += len(batch["caption"]) * accelerator.num_processes
             losses.append(float(loss.detach()))
             if on_step is not None:
                 on_step(meter.steps)
-    trained.eval()
-    accelerator.unwrap_model(trained, keep_fp32_wrapper=False)  # sampling must not inherit the training autocast
-    changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in zip(before, trainable, strict=True))
-    if changed < len(trainable):
+    for role, module in zip(roles, prepared, strict=True):
+        modules[role].eval()
+        accelerator.unwrap_model(module, keep_fp32_wrapper=False)  # sampling must not inherit the training autocast
+    pairs = [(b, p) for b, p, hit in zip(before, trainable, reached, strict=True) if hit]
+    changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in pairs)
+    if not pairs or changed < len(pairs):
         raise TrainingError(
-            f"method '{plan.method.name}': {len(trainable) - changed} of {len(trainable)} trainable tensors "
-            f"did not change after {meter.steps} steps"
+            f"method '{plan.method.name}': {len(pairs) - changed} of {len(pairs)} trainable tensors that received "
+            f"gradients did not change after {meter.steps} steps ({len(trainable) - len(pairs)} received none)"
         )
+    unreachable = [p for p, hit in zip(trainable, reached, strict=True) if not hit]
     memory, memory_kind = peak_memory()
     return TrainReport(steps=meter.steps, samples_seen=meter.samples, seconds=round(meter.seconds, 3),
                        stopped_by=meter.stopped_by or "steps", peak_memory_bytes=memory, memory_kind=memory_kind,
-                       trainable_params=method.trainable_count(trainable), changed_tensors=changed, losses=losses)
+                       trainable_params=method.trainable_count(trainable), changed_tensors=changed, losses=losses,
+                       unreachable_tensors=len(unreachable), unreachable_params=sum(p.numel() for p in unreachable))

@@ -11,8 +11,12 @@ if [ -f "$stamp" ] && [ "$stamp" -nt "$root/pyproject.toml" ] && [ "$stamp" -nt 
 fi
 echo "setting up $venv (first run only; torch is large)" >&2
 python3 -m venv "$venv"
-pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
-"${pip[@]}" -c "$root/scripts/constraints.txt" "torch" "torchvision"
-"${pip[@]}" -c "$root/scripts/constraints.txt" -e "$root[dev]"
-"${pip[@]}" --no-deps "facenet-pytorch==2.6.0"
+pip_install() {
+  # Local package mirrors make pip warn about absent index folders; drop only that noise.
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" \
+    2> >(grep -v "is neither a file nor a directory" >&2)
+}
+pip_install -c "$root/scripts/constraints.txt" torch torchvision
+pip_install -c "$root/scripts/constraints.txt" -e "$root[dev]"
+pip_install --no-deps "facenet-pytorch==2.6.0"
 touch "$stamp"

@@ -23,6 +23,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.undo()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    """Tiny models on a shared CPU: one intra-op thread avoids oversubscription (measured: a tiny SDXL
+    training call took 8 s with torch's default threads under load, 0.3 s with one)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """frozen, xattn_ft and lora_unet_r1 on tiny cifar_alignment, in one DuckDB file."""

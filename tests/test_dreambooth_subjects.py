@@ -93,7 +93,7 @@ def test_reader_parses_the_real_file_format(tmp_path: Path) -> None:
 
 def test_missing_or_mismatched_subjects_fail_with_one_line(tmp_path: Path, monkeypatch) -> None:
     from harness.data import dreambooth
-    from harness.specs import SubjectSpec
+    from harness.specs_data import SubjectSpec
 
     monkeypatch.delenv("BENCH_DATA", raising=False)
     with pytest.raises(DataMissingError, match="--data-root"):
@@ -277,6 +277,25 @@ def test_run_records_identifiers_budgets_and_class_images(subject_runs: dict) ->
     assert db["red_star_toy"]["class_images"] == 2 and not db["red_star_toy"]["class_images_reused"]
     assert db["spotted_dog"]["class_prompt"] == "a photo of a dog"
     assert all(s["budget_seconds"] >= s["class_image_seconds"] for s in db.values())
+
+
+def _tensor_bytes(path: Path) -> int:
+    """Size of a safetensors file without its 8-byte length prefix and JSON header."""
+    with path.open("rb") as handle:
+        header = int.from_bytes(handle.read(8), "little")
+    return path.stat().st_size - 8 - header
+
+
+def test_accounted_adapter_sizes_match_the_saved_files(subject_runs: dict) -> None:
+    from harness.accounting import count_task_methods
+
+    accounts = {a.method: a for a in count_task_methods([build_plan(TASK, m, "tiny") for m in METHODS])}
+    runs = {r["method"]: r for r in subject_runs["store"].runs(TASK)}
+    assert accounts["frozen"].adapter_bytes is None
+    for method in METHODS[1:]:
+        subject = runs[method]["details"]["subjects"]["spotted_dog"]
+        files = [Path(subject[key]) for key in ("adapter_file", "token_file") if subject.get(key)]
+        assert files and accounts[method].adapter_bytes == sum(_tensor_bytes(f) for f in files), method
 
 
 def test_ti_then_ft_scores_every_checkpoint_and_records_the_headline(subject_runs: dict) -> None:

@@ -79,6 +79,9 @@ def _cifar(plan: RunPlan) -> CaptionedImages:
     return CaptionedImages(arrays.images[chosen], captions, groups, spec.resolution, spec.interpolation)
 
 
+IMAGE_FOLDER_ADAPTERS = ("deepfashion_multimodal", "coco_captions", "person_folder", "single_image")
+
+
 def dreambooth_root(plan: RunPlan) -> Any:
     """The DreamBooth dataset folder: real under ``--data-root`` on ``full``, synthetic on ``tiny``."""
     from harness.data import dreambooth
@@ -104,21 +107,30 @@ def load_subjects(plan: RunPlan) -> dict[str, list[np.ndarray]]:
     return {s.name: dreambooth.read_subject(root, s.name, spec.resolution, spec.interpolation) for s in spec.subjects}
 
 
-def load_references(plan: RunPlan) -> ReferenceSet:
-    """Real images that reference metrics compare samples to; ``groups`` = subject name (dreambooth)."""
-    if plan.task.data.adapter != "dreambooth":
-        raise ValueError(f"task '{plan.task.name}': no reference images for data adapter '{plan.task.data.adapter}'")
-    images, groups = [], []
-    for subject, photos in load_subjects(plan).items():
-        images.extend(photos)
-        groups.extend([subject] * len(photos))
-    return ReferenceSet(f"{plan.task.name}:{plan.profile}:subjects", images, groups)
-
-
 def load(plan: RunPlan) -> Any:
     """The plan's training data (the subset chosen by the run seed; per subject for dreambooth)."""
     if plan.task.data.adapter == "cifar10":
         return _cifar(plan)
     if plan.task.data.adapter == "dreambooth":
         return load_subjects(plan)
+    if plan.task.data.adapter in IMAGE_FOLDER_ADAPTERS:
+        from harness.data.images import load_training
+
+        return load_training(plan)
     raise ValueError(f"unknown data adapter '{plan.task.data.adapter}'")
+
+
+def load_references(plan: RunPlan) -> ReferenceSet:
+    """Evaluation targets of the plan's data, preprocessed per protocol (FID targets, reference faces,
+    subject photos); ``groups`` = class / person / subject name of each image."""
+    if plan.task.data.adapter in IMAGE_FOLDER_ADAPTERS:
+        from harness.data.images import load_references as image_references
+
+        return image_references(plan)
+    if plan.task.data.adapter == "dreambooth":
+        images, groups = [], []
+        for subject, photos in load_subjects(plan).items():
+            images.extend(photos)
+            groups.extend([subject] * len(photos))
+        return ReferenceSet(f"{plan.task.name}:{plan.profile}:subjects", images, groups)
+    raise ValueError(f"data adapter '{plan.task.data.adapter}' provides no reference images")

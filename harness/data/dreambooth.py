@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import DataMissingError
-from harness.specs import SubjectSpec
+from harness.specs_data import SubjectSpec
 
 CLASSES_FILE = "prompts_and_classes.txt"
 DATASET_FOLDER = "dataset"

@@ -49,6 +49,11 @@ class Method:
     def after_step(self, modules: Modules) -> None:
         """Called after every optimizer step (e.g. to restore embedding rows that must not change)."""
 
+    def adapter_size(self, trainable: int) -> tuple[int, str] | None:
+        """Bytes of the tensors ``save`` writes for ``trainable`` parameters (header excluded) and how that
+        was computed; trained weights are saved in float32 unless a method says otherwise. None: no file."""
+        return (4 * trainable, "computed: params x 4 B (fp32)") if trainable else None
+
     def save(self, modules: Modules, folder: Path) -> Path | None:
         """Write the trained part in a loadable format; returns the file, or None if nothing to save."""
         return None

@@ -19,10 +19,12 @@ import numpy as np
 
 from harness.methods.base import Modules
 from harness.methods.lora import LoraMethod
-from harness.methods.subject import SubjectContext, SubjectMethod, instance_dataset, modules_of
+from harness.methods.subject import SubjectContext, SubjectMethod, instance_dataset
 from harness.prompts import EvalPrompt
 
 UNET_FOLDER = "unet"
+# Params read by DreamBoothMethod (the rest of a ``dreambooth_lora`` spec's params describe its LoRA).
+DREAMBOOTH_PARAMS = frozenset({"prior_preservation", "class_images", "class_prompt", "prior_loss_weight", "save_unet"})
 
 
 class PriorPairs:
@@ -112,13 +114,18 @@ class DreamBoothMethod(SubjectMethod):
         from harness.training import train
 
         dataset = self.training_set(ctx)  # before prepare: class images come from the frozen base
-        modules = modules_of(ctx.bundle)
+        modules = ctx.bundle.modules()
         self.prepare(modules)
         report = train(ctx.plan, ctx.bundle, dataset, self, modules, meter=ctx.meter)
         adapter = self.save(modules, ctx.folder)
         if adapter is not None:
             ctx.details["adapter_file"] = str(adapter)
         return [report]
+
+    def adapter_size(self, trainable: int) -> tuple[int, str] | None:
+        if not trainable or not self.spec.params.get("save_unet", True):
+            return None
+        return 2 * trainable, "computed: params x 2 B (fp16 UNet)"
 
     def save(self, modules: Modules, folder: Path) -> Path | None:
         """The UNet as a diffusers folder with fp16 weights (``UNet2DConditionModel.from_pretrained(dir,
@@ -141,7 +148,13 @@ class DreamBoothMethod(SubjectMethod):
 class DreamBoothLoraMethod(DreamBoothMethod, LoraMethod):
     """DreamBooth with peft LoRA on the UNet attention projections instead of the full UNet."""
 
+    component = LoraMethod.component
     targets = LoraMethod.targets
     attach = LoraMethod.attach
     save = LoraMethod.save
+    adapter_size = LoraMethod.adapter_size
     extra_state = LoraMethod.extra_state
+
+    def lora_params(self) -> dict[str, Any]:
+        """The LoRA keys of the params (rank, alpha, target_modules, ...); the DreamBooth ones are read above."""
+        return {k: v for k, v in self.spec.params.items() if k not in DREAMBOOTH_PARAMS}

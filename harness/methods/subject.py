@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.methods.base import Method, Modules
+from harness.methods.base import Method
 from harness.models.common import DiffusionBundle
 from harness.plan import RunPlan
-from harness.specs import SubjectSpec, TaskSpec
+from harness.specs import TaskSpec
+from harness.specs_data import SubjectSpec
 
 
 @dataclass
@@ -36,10 +37,6 @@ class SubjectContext:
     details: dict[str, Any] = field(default_factory=dict)  # recorded in the run's details under the subject
 
 
-def modules_of(bundle: DiffusionBundle) -> Modules:
-    return {"unet": bundle.unet, "vae": bundle.vae, "text_encoder": bundle.text_encoder}
-
-
 def instance_dataset(ctx: SubjectContext, identifier: str) -> Any:
     """The subject's photos, each captioned with the task's instance caption."""
     from harness.data import CaptionedImages
@@ -55,7 +52,7 @@ def fit_default(method: Method, ctx: SubjectContext, identifier: str) -> list[An
     """Prepare the method, train it on the subject's photos under the shared meter, save its adapter."""
     from harness.training import train
 
-    modules = modules_of(ctx.bundle)
+    modules = ctx.bundle.modules()
     method.prepare(modules)
     report = train(ctx.plan, ctx.bundle, instance_dataset(ctx, identifier), method, modules, meter=ctx.meter)
     adapter = method.save(modules, ctx.folder)

@@ -16,7 +16,8 @@ from typing import Any
 from harness.methods.base import Modules
 from harness.methods.subject import SubjectMethod
 from harness.models.common import DiffusionBundle
-from harness.specs import SubjectSpec, TaskSpec
+from harness.specs import TaskSpec
+from harness.specs_data import SubjectSpec
 
 EMBEDS_FILE = "learned_embeds.safetensors"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.methods.base import Modules
 from harness.methods.dreambooth import DreamBoothMethod
-from harness.methods.subject import SubjectContext, SubjectMethod, instance_dataset, modules_of
+from harness.methods.subject import SubjectContext, SubjectMethod, instance_dataset
 from harness.methods.textual_inversion import TextualInversionMethod
 from harness.plan import RunPlan
 from harness.specs import MethodSpec, TaskSpec
@@ -68,12 +68,19 @@ class TiThenFtMethod(SubjectMethod):
         """Every UNet parameter plus one embedding row (the matrix itself is restored but for that row)."""
         return sum(p.numel() if p is not self._embedding else p.shape[1] for p in params)
 
+    def adapter_size(self, trainable: int) -> tuple[int, str] | None:
+        """The token row in float32, plus the UNet in float16 unless ``params.save_unet`` is false."""
+        row = self._embedding.shape[1]
+        if not self.spec.params.get("save_unet", True):
+            return 4 * row, "computed: token row x 4 B (fp32)"
+        return 2 * (trainable - row) + 4 * row, "computed: UNet params x 2 B (fp16) + token row x 4 B (fp32)"
+
     def fit_subject(self, ctx: SubjectContext) -> list[Any]:
         from harness.training import train
 
         stage1, stage2 = self.stage_methods()
         params = self.spec.params
-        modules = modules_of(ctx.bundle)
+        modules = ctx.bundle.modules()
         stage1.bind(ctx.bundle, ctx.subject)
         stage1.prepare(modules)
         dataset = instance_dataset(ctx, self.token)

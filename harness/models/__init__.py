@@ -8,17 +8,15 @@ from typing import Any
 from harness.models.common import DiffusionBundle
 from harness.plan import RunPlan
 
+FAMILIES = ("sd15", "sd21", "sdxl", "flux")  # each a module of this package
+
 
 def _family(name: str) -> Any:
-    if name == "sd15":
-        from harness.models import sd15
+    import importlib
 
-        return sd15
-    if name == "sd21":
-        from harness.models import sd21
-
-        return sd21
-    raise ValueError(f"unknown model family '{name}'")
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family '{name}'")
+    return importlib.import_module(f"harness.models.{name}")
 
 
 def load(plan: RunPlan) -> DiffusionBundle:
@@ -26,7 +24,10 @@ def load(plan: RunPlan) -> DiffusionBundle:
     family = _family(plan.task.model.family)
     if plan.profile == "tiny":
         return family.build_tiny()
-    return family.load_real(plan.model_source, plan.task.model.revision)
+    model = plan.task.model
+    if model.refiner_hub_id:  # SDXL: the refiner comes from its own repository
+        return family.load_real(plan.model_source, model.revision, model.refiner_hub_id, model.refiner_revision)
+    return family.load_real(plan.model_source, model.revision)
 
 
 def build_meta(family_name: str) -> dict[str, Any]:
@@ -36,5 +37,4 @@ def build_meta(family_name: str) -> dict[str, Any]:
 
 def build_tiny_modules(family_name: str) -> dict[str, Any]:
     """Tiny-sibling modules of a family (for accounting on the tiny profile)."""
-    bundle = _family(family_name).build_tiny()
-    return {"unet": bundle.unet, "vae": bundle.vae, "text_encoder": bundle.text_encoder}
+    return _family(family_name).build_tiny().modules()

@@ -1,0 +1,119 @@
+"""Typed data specs of the image-folder adapters (DeepFashion-MultiModal, COCO captions, one person's
+photos, one garment image) and of the DreamBooth subjects. ``harness.specs.DataSpec`` selects one of
+them by its ``adapter`` field.
+
+Sizes are (height, width) pairs in pixels, as the protocols state them ("crop 512 (h) x 360 (w)").
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Size = tuple[int, int]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _DataSpec(_Strict):
+    synthetic_images: int = Field(default=32, ge=1)  # tiny profile: images the synthetic stand-in writes
+    synthetic_size: Size = (96, 64)  # (h, w) of the synthetic stand-in's images
+
+
+class DeepFashionDataSpec(_DataSpec):
+    """DeepFashion-MultiModal: ratio filter, train crop with flip, eval crop, deterministic split."""
+
+    adapter: Literal["deepfashion_multimodal"]
+    max_aspect_ratio: float = Field(gt=0)  # drop images whose width / height exceeds this
+    train_resize_shorter: int = Field(ge=8)
+    train_crop: Size
+    random_flip: bool = True
+    eval_resize_shorter: int = Field(ge=8)
+    eval_crop: Size
+    test_fraction: float = Field(gt=0, lt=1)
+    split_seed: int = 0
+    subset_size: int | None = Field(default=None, ge=1)  # cap on training images (None = the whole split)
+
+    @model_validator(mode="after")
+    def _crops_fit(self) -> DeepFashionDataSpec:
+        for name, shorter, crop in (("train", self.train_resize_shorter, self.train_crop),
+                                    ("eval", self.eval_resize_shorter, self.eval_crop)):
+            if min(crop) > shorter:
+                raise ValueError(f"{name}_crop {crop} is larger than {name}_resize_shorter {shorter} on both sides")
+        return self
+
+
+class CocoCaptionsDataSpec(_DataSpec):
+    """COCO 2014 captions: ratio filter and eval crop; evaluation only (no training split used)."""
+
+    adapter: Literal["coco_captions"]
+    split: Literal["train2014", "val2014"] = "train2014"
+    min_aspect_ratio: float = Field(gt=0)  # drop images whose width / height is below this
+    eval_resize_shorter: int = Field(ge=8)
+    eval_crop: Size
+    sample_seed: int = 0  # which images (one caption each) are drawn, independent of the run seed
+
+
+class PersonFolderDataSpec(_DataSpec):
+    """A folder of one person's photos, centre-cropped square; captions carry the trigger word."""
+
+    adapter: Literal["person_folder"]
+    folder: str = "person"  # under --data-root / $BENCH_DATA
+    trigger: str = Field(pattern=r"^\S+$")
+    caption_template: str  # must contain {t}
+    resolution: int = Field(ge=8)
+    random_flip: bool = False
+
+    @model_validator(mode="after")
+    def _template_has_trigger(self) -> PersonFolderDataSpec:
+        if "{t}" not in self.caption_template:
+            raise ValueError(f"caption_template {self.caption_template!r} must contain '{{t}}'")
+        return self
+
+
+class SingleImageDataSpec(_DataSpec):
+    """One image (a garment) with a fixed caption; resized on the shorter side and randomly cropped."""
+
+    adapter: Literal["single_image"]
+    image_file: str  # relative to --data-root / $BENCH_DATA
+    caption: str
+    train_resize_shorter: int = Field(ge=8)
+    train_crop: Size
+    random_flip: bool = True
+
+
+class SubjectSpec(_Strict):
+    """One DreamBooth subject: its folder name, class noun, and which prompt list it takes."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    class_noun: str = Field(min_length=1)
+    live: bool = False
+
+
+def check_subject_template(template: str) -> None:
+    """A subject prompt or caption template must have both slots: '{0}' identifier, '{1}' class noun."""
+    if "{0}" not in template or "{1}" not in template:
+        raise ValueError(f"template {template!r} must contain '{{0}}' (identifier) and '{{1}}' (class noun)")
+
+
+class DreamboothDataSpec(_Strict):
+    """DreamBooth-style subject images: one folder per subject, a class noun each (see harness.data.dreambooth)."""
+
+    adapter: Literal["dreambooth"]
+    resolution: int = Field(ge=8)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
+    identifier: str = Field(default="sks", min_length=1)
+    instance_caption: str = "a photo of {0} {1}"
+    subjects: list[SubjectSpec] = Field(min_length=1)
+    synthetic_views: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _caption_has_slots(self) -> DreamboothDataSpec:
+        check_subject_template(self.instance_caption)
+        names = [s.name for s in self.subjects]
+        if len(set(names)) != len(names):
+            raise ValueError("subject names must be unique")
+        return self

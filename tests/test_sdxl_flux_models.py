@@ -1,0 +1,150 @@
+"""SDXL and FLUX families: real-architecture accounting on the meta device, weights-missing
+messages, spec wiring, sweep grids, and the fp32 VAE decode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from harness import models
+from harness.accounting import count_task_methods
+from harness.cli import app
+from harness.errors import WeightsMissingError
+from harness.models import flux, sdxl
+from harness.plan import build_plan
+from harness.specs import SpecError
+from harness.sweep import FACE_STUDY, cells, parse_grid
+
+
+def _lora_params(module: torch.nn.Module, names: tuple[str, ...], rank: int) -> int:
+    """Independent count: rank x (in + out) for every Linear whose name ends with a target."""
+    return sum(rank * (m.in_features + m.out_features) for n, m in module.named_modules()
+               if isinstance(m, torch.nn.Linear) and n.endswith(names))
+
+
+def test_sdxl_real_architecture_counts() -> None:
+    methods = ["frozen", "lora_unet_r1", "lora_te_r8", "lora_unet_r1_te_r4"]
+    accounts = {a.method: a for a in count_task_methods([build_plan("deepfashion", m, "full") for m in methods])}
+    meta = models.build_meta("sdxl")
+    assert sum(p.numel() for m in meta.values() for p in m.parameters()) == 3_468_837_867
+    assert sum(p.numel() for p in meta["unet"].parameters()) == 2_567_463_684
+    unet_targets = ("to_q", "to_k", "to_v", "to_out.0")
+    text_targets = ("q_proj", "k_proj", "v_proj", "out_proj")
+    unet_r1 = _lora_params(meta["unet"], unet_targets, 1)
+    text_r1 = sum(_lora_params(meta[r], text_targets, 1) for r in ("text_encoder", "text_encoder_2"))
+    assert accounts["lora_unet_r1"].count.trainable == unet_r1 == 1_451_520
+    assert accounts["lora_te_r8"].count.trainable == 8 * text_r1
+    assert accounts["lora_unet_r1_te_r4"].count.trainable == unet_r1 + 4 * text_r1
+    assert accounts["lora_te_r8"].count.component == "text_encoder+text_encoder_2"
+    assert accounts["frozen"].count.trainable == 0 and accounts["frozen"].adapter_bytes is None
+    assert accounts["lora_unet_r1"].adapter_bytes == 4 * unet_r1
+
+
+def test_flux_real_architecture_counts() -> None:
+    accounts = count_task_methods([build_plan("face_identity", "flux_lora", "full", overrides={"rank": r})
+                                   for r in (8, 16)])
+    meta = models.build_meta("flux")
+    assert sum(p.numel() for p in meta["transformer"].parameters()) == 11_901_408_320
+    targets = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+    assert [a.count.trainable for a in accounts] == [_lora_params(meta["transformer"], targets, r) for r in (8, 16)]
+    assert accounts[0].count.component == "transformer"
+
+
+@pytest.mark.parametrize(("task", "hub_id"), [("deepfashion", "stabilityai/stable-diffusion-xl-base-1.0"),
+                                              ("face_identity", "black-forest-labs/FLUX.1-dev")])
+def test_full_profile_offline_weights_missing_message(task: str, hub_id: str) -> None:
+    with pytest.raises(WeightsMissingError) as info:
+        models.load(build_plan(task, "frozen", "full"))
+    message = str(info.value)
+    assert hub_id in message and "HF_HUB_OFFLINE=1" in message and "--profile tiny" in message
+    assert f"hf download {hub_id}" in message and "\n" not in message
+
+
+def test_cli_run_full_without_weights_is_one_line(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["run", "--task", "face_identity", "--method", "flux_lora", "--profile", "full",
+                                      "--db", str(tmp_path / "b.duckdb"), "--data-root", str(tmp_path)])
+    assert result.exit_code == 3
+    assert "FLUX.1-dev" in result.output and "Traceback" not in result.output
+
+
+def test_sweep_grid_and_designs() -> None:
+    grid = parse_grid(["lr=1e-3,5e-4,1e-4", "rank=8,16,32", "steps=500,1000,1500"])
+    assert grid == {"lr": [1e-3, 5e-4, 1e-4], "rank": [8, 16, 32], "steps": [500, 1000, 1500]}
+    full = cells(grid, "full")
+    assert len(full) == 27 and len({tuple(sorted(c.items())) for c in full}) == 27
+    study = cells(grid, "face-study")
+    assert len(study) == 11 and study == FACE_STUDY
+    assert sum(c["schedule"] == "constant" for c in study) == 1
+    with pytest.raises(SpecError, match="unknown key 'alpha'"):
+        parse_grid(["alpha=1,2"])
+    with pytest.raises(SpecError, match="must be ints"):
+        parse_grid(["rank=8,big"])
+    with pytest.raises(SpecError, match="excludes"):
+        cells({"lr": [1e-3]}, "face-study")
+
+
+def test_overrides_change_plan_and_hash() -> None:
+    base = build_plan("face_identity", "flux_lora", "tiny")
+    cell = build_plan("face_identity", "flux_lora", "tiny", overrides={"lr": 1e-4, "rank": 32, "steps": 1500})
+    assert (cell.training.learning_rate, cell.training.max_steps, cell.method.params["rank"]) == (1e-4, 1500, 32)
+    assert (base.method.params["rank"], base.training.learning_rate) == (16, 5e-4)
+    assert cell.plan_hash != base.plan_hash and cell.overrides == {"lr": 1e-4, "rank": 32, "steps": 1500}
+    with pytest.raises(SpecError, match="params.rank"):
+        build_plan("deepfashion", "frozen", "tiny", overrides={"rank": 8})
+
+
+def test_protocol_settings_are_in_the_specs() -> None:
+    deepfashion = build_plan("deepfashion", "lora_unet_r1", "full")
+    assert deepfashion.task.sampling.refine_fraction == 0.2 and deepfashion.task.sampling.guidance_scale == 5
+    assert deepfashion.training.lr_schedule == "cosine" and deepfashion.training.max_grad_norm == 1.0
+    assert deepfashion.task.data.train_crop == (512, 360) and deepfashion.task.data.max_aspect_ratio == 0.69
+    coco = build_plan("coco_generalization", "lora_unet_r1", "full")
+    assert coco.task.adapter_from_task == "deepfashion" and not coco.trains
+    assert coco.task.data.eval_crop == (480, 640) and coco.task.data.min_aspect_ratio == 1.33
+    garment = build_plan("garment", "garment_lora", "full")
+    assert (garment.training.learning_rate, garment.training.lr_schedule, garment.training.epochs) == (
+        1e-4, "constant", 2000)
+    face = build_plan("face_identity", "flux_lora", "full")
+    assert face.method.params["alpha_equals_rank"] and face.task.sampling.guidance_scale == 5
+
+
+def test_sdxl_decode_upcasts_a_half_precision_vae() -> None:
+    from harness.models.sdxl import build_tiny, decode_fp32
+
+    bundle = build_tiny()
+    pipeline = bundle.build_pipeline("ddim").base
+    bundle.vae.to(torch.float16)
+    latents = torch.randn(1, 4, 8, 6, dtype=torch.float16) * 60  # large values overflow in fp16
+    images = decode_fp32(pipeline, latents)
+    assert bundle.vae.dtype == torch.float32 and images[0].size == (12, 16)
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_load_real_reads_a_local_diffusers_folder(tmp_path, family: str) -> None:
+    """The full-profile loader (subfolders, classes) reads a pipeline folder; here one saved from the tiny sibling."""
+    tiny = models._family(family).build_tiny()
+    pipeline = tiny.build_pipeline("ddim" if family == "sdxl" else "flow_match_euler")
+    if family == "sdxl":
+        pipeline.base.save_pretrained(tmp_path / "base")
+        tiny.refiner_unet.save_pretrained(tmp_path / "refiner" / "unet")
+        loaded = sdxl.load_real(str(tmp_path / "base"), None, str(tmp_path / "refiner"), None)
+    else:
+        pipeline.save_pretrained(tmp_path / "base")
+        loaded = flux.load_real(str(tmp_path / "base"), None)
+        assert loaded.transformer.dtype == loaded.text_encoder_2.dtype == torch.bfloat16  # FLUX loads in bf16
+    for role, module in tiny.modules().items():
+        theirs = dict(loaded.modules()[role].named_parameters())
+        assert all(torch.equal(p.to(theirs[n].dtype), theirs[n]) for n, p in module.named_parameters()), role
+    prompt = "a photo of cr7man"
+    assert loaded.tokenizer(prompt).input_ids == tiny.tokenizer(prompt).input_ids
+    assert loaded.tokenizer_2(prompt).input_ids == tiny.tokenizer_2(prompt).input_ids
+
+
+def test_lora_params_typo_is_an_error() -> None:
+    from harness.methods.lora import LoraMethod
+    from harness.specs import MethodSpec
+
+    spec = MethodSpec(name="bad", version=1, kind="lora", params={"component": "unet", "rnk": 8})
+    with pytest.raises(SpecError, match="unknown key 'rnk'"):
+        LoraMethod(spec).adapters  # noqa: B018
