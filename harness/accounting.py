@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.plan import RunPlan
 from harness.registry import method_class
+from harness.training import trained_roles
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def _count(plan: RunPlan, modules: dict, architecture: str, name_idle_component:
     totals = {role: sum(p.numel() for p in m.parameters()) for role, m in modules.items()}
     method = method_class(plan.method.kind)(plan.method)
     trainable = method.trainable_count(method.prepare(modules))
-    trained = [role for role, m in modules.items() if any(p.requires_grad for p in m.parameters())]
+    trained = trained_roles(modules)
     if not trained and name_idle_component:
         trained = [role for role in method.component.split("+") if role in totals]
     count = ParamCount(trainable, sum(totals.values()), "+".join(trained) or "-", sum(totals[r] for r in trained),
