@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from harness.plan import RunPlan
 from harness.registry import method_class
+from harness.training import trained_roles
 
 
 @dataclass(frozen=True)
@@ -27,22 +29,34 @@ class ParamCount:
         return self.trainable / self.component_total if self.component_total else 0.0
 
 
-def count_params(plan: RunPlan) -> ParamCount:
-    """Attach the method to the plan's architecture without weights and count what it trains."""
+def _architecture(plan: RunPlan) -> tuple[dict, str]:
     from harness import models
 
     family = plan.task.model.family
     if plan.profile == "full":
-        modules, architecture = models.build_meta(family), f"real {family} (meta device, no weights)"
-    else:
-        modules, architecture = models.build_tiny_modules(family), f"tiny {family} sibling"
+        return models.build_meta(family), f"real {family} (meta device, no weights)"
+    return models.build_tiny_modules(family), f"tiny {family} sibling"
+
+
+def _count(plan: RunPlan, modules: dict, architecture: str, name_idle_component: bool) -> tuple[ParamCount, Any]:
+    """Attach the plan's method to ``modules`` and count what it trains (``trainable_count``: a method that
+    restores all but some rows of a matrix counts those rows) and the modules it trains; a method that
+    trains nothing is shown against its nominal ``component`` if ``name_idle_component``, else as '-'."""
     totals = {role: sum(p.numel() for p in m.parameters()) for role, m in modules.items()}
     method = method_class(plan.method.kind)(plan.method)
-    trainable = sum(p.numel() for p in method.prepare(modules))
-    trained = [role for role, m in modules.items() if any(p.requires_grad for p in m.parameters())] or [
-        role for role in method.component.split("+") if role in totals]
-    return ParamCount(trainable, sum(totals.values()), "+".join(trained), sum(totals[r] for r in trained),
-                      architecture)
+    trainable = method.trainable_count(method.prepare(modules))
+    trained = trained_roles(modules)
+    if not trained and name_idle_component:
+        trained = [role for role in method.component.split("+") if role in totals]
+    count = ParamCount(trainable, sum(totals.values()), "+".join(trained) or "-", sum(totals[r] for r in trained),
+                       architecture)
+    return count, method
+
+
+def count_params(plan: RunPlan) -> ParamCount:
+    """Attach the method to the plan's architecture without weights and count what it trains."""
+    modules, architecture = _architecture(plan)
+    return _count(plan, modules, architecture, name_idle_component=True)[0]
 
 
 @dataclass(frozen=True)
@@ -55,37 +69,20 @@ class MethodAccount:
     adapter_source: str
 
 
-# LoRA weights are trained and saved in float32 (harness.methods.lora casts them).
-ADAPTER_BYTES_PER_PARAM = 4
-
-
 def count_task_methods(plans: list[RunPlan]) -> list[MethodAccount]:
     """Counts for several methods of one task, building the architecture once (deep copies per method).
 
-    The adapter size is computed as trainable parameters x 4 bytes (float32 safetensors, header
-    excluded); the frozen base has no adapter.
+    The adapter size is computed by the method (``Method.adapter_size``: trainable parameters x 4 bytes
+    of float32 safetensors unless it saves otherwise, header excluded); the frozen base has no adapter.
     """
     import copy
 
-    from harness import models
-
     if not plans:
         return []
-    family, profile = plans[0].task.model.family, plans[0].profile
-    if profile == "full":
-        pristine, architecture = models.build_meta(family), f"real {family} (meta device, no weights)"
-    else:
-        pristine, architecture = models.build_tiny_modules(family), f"tiny {family} sibling"
-    totals = {role: sum(p.numel() for p in m.parameters()) for role, m in pristine.items()}
+    pristine, architecture = _architecture(plans[0])
     accounts = []
     for plan in plans:
-        modules = copy.deepcopy(pristine)
-        method = method_class(plan.method.kind)(plan.method)
-        trainable = sum(p.numel() for p in method.prepare(modules))
-        trained = [role for role, m in modules.items() if any(p.requires_grad for p in m.parameters())]
-        count = ParamCount(trainable, sum(totals.values()), "+".join(trained) or "-",
-                           sum(totals[r] for r in trained), architecture)
-        size = trainable * ADAPTER_BYTES_PER_PARAM if trainable else None
-        accounts.append(MethodAccount(plan.method.name, count, size,
-                                      "computed: params x 4 B (fp32)" if size else "no adapter"))
+        count, method = _count(plan, copy.deepcopy(pristine), architecture, name_idle_component=False)
+        size, source = method.adapter_size(count.trainable) or (None, "no adapter")
+        accounts.append(MethodAccount(plan.method.name, count, size, source))
     return accounts

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness import __version__
 from harness.registry import get_method, get_task
-from harness.specs import MethodSpec, SpecError, TaskSpec, resolve_profile
+from harness.specs import MethodSpec, SpecError, TaskSpec, resolve_method_profile, resolve_profile
 
 Profile = Literal["full", "tiny"]
 
@@ -91,12 +91,13 @@ def build_plan(
 ) -> RunPlan:
     """Load the specs, resolve the profile and training recipe, and freeze a plan.
 
-    ``overrides`` (sweep cells: lr, rank, steps, schedule) are applied to the method spec.
+    ``overrides`` (sweep cells: lr, rank, steps, schedule) are applied to the method spec after its
+    profile (a sweep cell wins over the method's tiny profile).
     """
     from harness.sweep import apply_overrides
 
     task = resolve_profile(get_task(task_ref), profile)
-    method = apply_overrides(get_method(method_ref), overrides or {})
+    method = apply_overrides(resolve_method_profile(get_method(method_ref), profile), overrides or {})
     if profile == "tiny":
         model_source = f"tiny:{task.model.family}"
     else:

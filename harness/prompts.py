@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from harness.specs import TaskSpec
+from harness.specs import PromptSetSpec, TaskSpec
 
 if TYPE_CHECKING:
     from harness.plan import RunPlan
@@ -22,11 +22,17 @@ class EvalPrompt:
     samples: int
 
 
-def expand_prompts(task: TaskSpec) -> list[EvalPrompt]:
-    """All evaluation prompts in a fixed order; ids are stable across methods and runs."""
+def expand_prompts(task: TaskSpec, identifiers: dict[str, str] | None = None) -> list[EvalPrompt]:
+    """All evaluation prompts in a fixed order; ids are stable across methods and runs.
+
+    ``identifiers`` maps a subject to the word or token a method uses for it (``subject_templates``
+    sets); subjects not in it get the task's identifier (``data.identifier``).
+    """
     prompts: list[EvalPrompt] = []
     for prompt_set in task.evaluation.prompt_sets:
-        if prompt_set.source == "class_templates":
+        if prompt_set.source == "subject_templates":
+            prompts.extend(_subject_prompts(task, prompt_set, identifiers or {}))
+        elif prompt_set.source == "class_templates":
             for class_name in task.data.classes:
                 for t, template in enumerate(task.data.templates):
                     prompts.append(EvalPrompt(prompt_set.name, f"{prompt_set.name}.{class_name}.t{t}",
@@ -39,8 +45,25 @@ def expand_prompts(task: TaskSpec) -> list[EvalPrompt]:
     return prompts
 
 
-def plan_prompts(plan: RunPlan) -> list[EvalPrompt]:
-    """The run's evaluation prompts: the task's sets, with dataset captions filled in and the prefix applied."""
+def _subject_prompts(task: TaskSpec, prompt_set: PromptSetSpec, identifiers: dict[str, str]) -> list[EvalPrompt]:
+    """One prompt per (subject, template); ``group`` is the subject, ids do not depend on the identifier."""
+    if task.data.adapter != "dreambooth":
+        raise ValueError(f"prompt set '{prompt_set.name}': 'subject_templates' needs the dreambooth data adapter")
+    prompts = []
+    for subject in task.data.subjects:
+        templates = prompt_set.live_templates if subject.live and prompt_set.live_templates else prompt_set.templates
+        identifier = identifiers.get(subject.name, task.data.identifier)
+        for t, template in enumerate(templates):
+            prompts.append(EvalPrompt(prompt_set.name, f"{prompt_set.name}.{subject.name}.p{t:02d}",
+                                      template.format(identifier, subject.class_noun), subject.name,
+                                      prompt_set.samples_per_prompt))
+    return prompts
+
+
+def plan_prompts(plan: RunPlan, identifiers: dict[str, str] | None = None) -> list[EvalPrompt]:
+    """The run's evaluation prompts: the task's sets, with dataset captions filled in and the prefix applied.
+
+    ``identifiers`` goes to ``expand_prompts`` (the word or token each subject's method uses)."""
     prompts: list[EvalPrompt] = []
     for prompt_set in plan.task.evaluation.prompt_sets:
         if prompt_set.source == "dataset_captions":
@@ -52,7 +75,7 @@ def plan_prompts(plan: RunPlan) -> list[EvalPrompt]:
         else:
             one_set = plan.task.model_copy(update={"evaluation": plan.task.evaluation.model_copy(
                 update={"prompt_sets": [prompt_set]})})
-            prompts.extend(expand_prompts(one_set))
+            prompts.extend(expand_prompts(one_set, identifiers))
     trigger = getattr(plan.task.data, "trigger", None)
     if trigger:  # person tasks: "{t}" in a prompt is the trigger word
         prompts = [replace(p, text=p.text.replace("{t}", trigger)) for p in prompts]

@@ -20,6 +20,10 @@ METHOD_KINDS: dict[str, str] = {
     "frozen": "harness.methods.frozen:FrozenMethod",
     "attn_finetune": "harness.methods.attn_finetune:AttnFinetuneMethod",
     "lora": "harness.methods.lora:LoraMethod",
+    "textual_inversion": "harness.methods.textual_inversion:TextualInversionMethod",
+    "dreambooth": "harness.methods.dreambooth:DreamBoothMethod",
+    "dreambooth_lora": "harness.methods.dreambooth:DreamBoothLoraMethod",
+    "ti_then_ft": "harness.methods.ti_then_ft:TiThenFtMethod",
 }
 
 

@@ -86,6 +86,17 @@ def _card_line(card: dict[str, Any]) -> str:
             f"{card['scale']} | {card['library']}{flags}{notes}")
 
 
+def _checkpoint_title(checkpoint: int | None, card: dict[str, Any]) -> str:
+    """'' for a run without checkpoints; the step, or the headline's step and rule, otherwise."""
+    if checkpoint is not None:
+        return f" - checkpoint step {checkpoint}"
+    if "headline_checkpoint" in card:
+        rule = card["headline_rule"]
+        how = " ".join(str(rule.get(key, "")) for key in ("rule", "metric", "prompt_set")).strip()
+        return f" - headline = step {card['headline_checkpoint']} (rule: {how})"
+    return ""
+
+
 def print_run(console: Console, store: Store, run_id: str) -> None:
     """Per-group tables of one run with N, CI, metric card and the degenerate counts beside each metric."""
     run = next(r for r in store.runs() if r["run_id"] == run_id)
@@ -96,18 +107,21 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
                   f"trainable {run['trainable_params']:,} of {run['base_params']:,} params; "
                   f"peak memory {_fmt_bytes(run['peak_memory_bytes'])} ({run['memory_kind']})", highlight=False)
     rows = store.aggregates(run_id)
-    by_set: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    counts: dict[tuple[str, str], dict[str, Any]] = {}
+    by_set: dict[tuple[str, str, int | None], list[dict[str, Any]]] = defaultdict(list)
+    counts: dict[tuple[str, str, int | None], dict[str, Any]] = {}
     for row in rows:
+        key = (row["metric"], row["prompt_set"], row.get("checkpoint"))
         if row["metric"] in COUNT_METRICS:
-            counts[(row["metric"], row["prompt_set"])] = row
+            counts[key] = row
         else:
-            by_set[(row["metric"], row["prompt_set"])].append(row)
-    for (metric, prompt_set), set_rows in sorted(by_set.items()):
+            by_set[key].append(row)
+    for (metric, prompt_set, checkpoint), set_rows in sorted(
+            by_set.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] is None, item[0][2] or 0)):
         title = "real vs real anchor (reference images only)" if prompt_set == ANCHOR_SET \
             else f"prompt set {prompt_set}"
         better = "lower" if metric in LOWER_BETTER else "higher"
-        table = Table(title=f"{metric} ({better} is better) - {title}")
+        table = Table(title=f"{metric} ({better} is better) - {title}"
+                            f"{_checkpoint_title(checkpoint, set_rows[0]['card'])}")
         for name in ["group", *value_columns(metric), "95% CI", "N"]:
             table.add_column(name, justify="left" if name == "group" else "right")
         for row in sorted(set_rows, key=lambda r: (r["grp"] == ALL, r["grp"])):
@@ -116,7 +130,7 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
             table.add_row(name, *value_cells(row), ci, str(row["n"]))
         captions = []
         for count_metric, label in (("near_black_count", "near-black samples"), ("faceless_count", "faceless")):
-            count = counts.get((count_metric, prompt_set))
+            count = counts.get((count_metric, prompt_set, checkpoint))
             if count and (count_metric == "near_black_count" or metric == "face_distance"):
                 captions.append(f"{label}: {int(count['value'])} of {count['n']}")
         table.caption = "; ".join(captions)

@@ -58,6 +58,7 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
     """
     from harness import data, models
 
+    _check_method_fits_task(plan)
     adapter_run = borrowed_adapter_run(plan, store)
     existing = store.completed_run(plan.plan_hash)
     if existing and adapter_run is not None and store.run_row(existing)["adapter_file"] != adapter_run["adapter_file"]:
@@ -93,6 +94,16 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
     return RunOutcome(run_id, "completed", run_dir, timings=fields["timings"])
 
 
+def _check_method_fits_task(plan: RunPlan) -> None:
+    from harness.registry import method_class
+    from harness.specs import SpecError
+
+    if method_class(plan.method.kind).needs_subjects and plan.task.data.adapter != "dreambooth":
+        raise SpecError(f"method '{plan.method.name}' (kind {plan.method.kind}) trains one subject at a time; "
+                        f"task '{plan.task.name}' has no subjects (data adapter '{plan.task.data.adapter}', "
+                        "expected 'dreambooth')")
+
+
 def borrowed_adapter_run(plan: RunPlan, store: Store) -> dict[str, Any] | None:
     """For an evaluation-only task, the completed run (same method, profile, seed) whose adapter it scores."""
     from harness.errors import BenchError
@@ -120,6 +131,13 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
 
     modules = bundle.modules()
     base_params = sum(p.numel() for m in modules.values() for p in m.parameters())
+    if plan.task.data.adapter == "dreambooth":
+        from harness.subjects import execute_subjects
+
+        fields, records, result = execute_subjects(plan, bundle, dataset, run_dir, timer, progress)
+        memory, memory_kind = peak_memory()
+        fields |= {"base_params": base_params, "peak_memory_bytes": memory, "memory_kind": memory_kind}
+        return (fields, *store_rows(records, result))
     method = method_class(plan.method.kind)(plan.method)
     fields: dict[str, Any] = {"base_params": base_params}
     with timer.stage("train"):
@@ -149,6 +167,11 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
         result = metrics.score(plan, records, run_dir)
     memory, memory_kind = peak_memory()
     fields |= {"peak_memory_bytes": memory, "memory_kind": memory_kind}
+    return (fields, *store_rows(records, result))
+
+
+def store_rows(records: list, result: Any) -> tuple[list, list, list]:
+    """Samples, per-sample scores and aggregates as rows of the store's tables."""
     samples = [r.as_dict() | {"grp": r.group} for r in records]
     for row in samples:
         del row["group"]
@@ -158,4 +181,4 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
                    "ci_low": a.ci_low, "ci_high": a.ci_high, "card": a.card, "checkpoint": a.checkpoint,
                    "std": a.std}
                   for a in result.aggregates]
-    return fields, samples, scores, aggregates
+    return samples, scores, aggregates

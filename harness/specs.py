@@ -12,7 +12,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.specs_data import CocoCaptionsDataSpec, DeepFashionDataSpec, PersonFolderDataSpec, SingleImageDataSpec
+from harness.specs_data import (
+    CocoCaptionsDataSpec,
+    DeepFashionDataSpec,
+    DreamboothDataSpec,
+    PersonFolderDataSpec,
+    SingleImageDataSpec,
+    check_subject_template,
+)
 
 SPEC_VERSION = 1
 
@@ -28,7 +35,7 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     """Which base model family and which weights."""
 
-    family: Literal["sd15", "sdxl", "flux"]
+    family: Literal["sd15", "sd21", "sdxl", "flux"]
     hub_id: str
     revision: str | None = None
     # SDXL only: the refiner applied to the last ``sampling.refine_fraction`` of denoising.
@@ -60,7 +67,7 @@ class TrainingSpec(_Strict):
 
 
 class Cifar10DataSpec(_Strict):
-    """Dataset adapter and preprocessing."""
+    """CIFAR-10 adapter and preprocessing."""
 
     adapter: Literal["cifar10"]
     subset_size: int = Field(ge=1)
@@ -80,7 +87,8 @@ class Cifar10DataSpec(_Strict):
 
 # One typed data spec per adapter, chosen by its ``adapter`` field.
 DataSpec = Annotated[
-    Cifar10DataSpec | DeepFashionDataSpec | CocoCaptionsDataSpec | PersonFolderDataSpec | SingleImageDataSpec,
+    Cifar10DataSpec | DeepFashionDataSpec | CocoCaptionsDataSpec | PersonFolderDataSpec | SingleImageDataSpec
+    | DreamboothDataSpec,
     Field(discriminator="adapter"),
 ]
 
@@ -112,11 +120,14 @@ class PromptSetSpec(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    source: Literal["class_templates", "list", "dataset_captions"]
+    source: Literal["class_templates", "list", "dataset_captions", "subject_templates"]
     samples_per_prompt: int = Field(ge=1)
     prompts: list[PromptSpec] = Field(default_factory=list)
     # dataset_captions: the captions of the first ``max_prompts`` evaluation images of the data adapter
     max_prompts: int | None = Field(default=None, ge=1)
+    # subject_templates: '{0}' = identifier, '{1}' = class noun; live subjects use live_templates if given.
+    templates: list[str] = Field(default_factory=list)
+    live_templates: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _list_needs_prompts(self) -> PromptSetSpec:
@@ -124,6 +135,11 @@ class PromptSetSpec(_Strict):
             raise ValueError("a 'list' prompt set needs at least one prompt")
         if self.source == "dataset_captions" and self.max_prompts is None:
             raise ValueError("a 'dataset_captions' prompt set needs 'max_prompts'")
+        if self.source == "subject_templates":
+            if not self.templates:
+                raise ValueError("a 'subject_templates' prompt set needs at least one template")
+            for template in [*self.templates, *self.live_templates]:
+                check_subject_template(template)
         return self
 
 
@@ -208,6 +224,8 @@ class MethodSpec(_Strict):
     description: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
     training: TrainingSpec = TrainingSpec()
+    # Reduced counts for the tiny profile (e.g. class images, stage steps), merged like a task's.
+    profiles: dict[Literal["tiny"], dict[str, Any]] = Field(default_factory=dict)
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -260,19 +278,31 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def _load_with_profiles(model: type[TaskSpec] | type[MethodSpec], path: Path) -> Any:
+    """Load and validate a spec, and each of its profiles merged over it."""
+    data = read_yaml(path)
+    spec = parse_spec(model, data, str(path))
+    for profile, override in spec.profiles.items():
+        merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, override)
+        parse_spec(model, merged, f"{path} (profiles.{profile})")
+    return spec
+
+
 def load_task(path: Path) -> TaskSpec:
     """Load and validate a task spec, including its tiny profile."""
-    data = read_yaml(path)
-    task = parse_spec(TaskSpec, data, str(path))
-    for profile, override in task.profiles.items():
-        merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, override)
-        parse_spec(TaskSpec, merged, f"{path} (profiles.{profile})")
-    return task
+    return _load_with_profiles(TaskSpec, path)
 
 
 def load_method(path: Path) -> MethodSpec:
-    """Load and validate a method spec."""
-    return parse_spec(MethodSpec, read_yaml(path), str(path))
+    """Load and validate a method spec, including its tiny profile."""
+    return _load_with_profiles(MethodSpec, path)
+
+
+def resolve_method_profile(method: MethodSpec, profile: str) -> MethodSpec:
+    """The method as the given profile sees it (its own overrides, if any, merged; no profiles left)."""
+    base = method.model_dump(mode="json", exclude={"profiles"})
+    override = method.profiles.get(profile, {}) if profile != "full" else {}
+    return parse_spec(MethodSpec, deep_merge(base, override), f"method {method.name} ({profile})")
 
 
 def resolve_profile(task: TaskSpec, profile: str) -> TaskSpec:

@@ -1,5 +1,6 @@
 """Typed data specs of the image-folder adapters (DeepFashion-MultiModal, COCO captions, one person's
-photos, one garment image). ``harness.specs.DataSpec`` selects one of them by its ``adapter`` field.
+photos, one garment image) and of the DreamBooth subjects. ``harness.specs.DataSpec`` selects one of
+them by its ``adapter`` field.
 
 Sizes are (height, width) pairs in pixels, as the protocols state them ("crop 512 (h) x 360 (w)").
 """
@@ -13,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Size = tuple[int, int]
 
 
-class _DataSpec(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+class _DataSpec(_Strict):
     synthetic_images: int = Field(default=32, ge=1)  # tiny profile: images the synthetic stand-in writes
     synthetic_size: Size = (96, 64)  # (h, w) of the synthetic stand-in's images
 
@@ -80,3 +83,37 @@ class SingleImageDataSpec(_DataSpec):
     train_resize_shorter: int = Field(ge=8)
     train_crop: Size
     random_flip: bool = True
+
+
+class SubjectSpec(_Strict):
+    """One DreamBooth subject: its folder name, class noun, and which prompt list it takes."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    class_noun: str = Field(min_length=1)
+    live: bool = False
+
+
+def check_subject_template(template: str) -> None:
+    """A subject prompt or caption template must have both slots: '{0}' identifier, '{1}' class noun."""
+    if "{0}" not in template or "{1}" not in template:
+        raise ValueError(f"template {template!r} must contain '{{0}}' (identifier) and '{{1}}' (class noun)")
+
+
+class DreamboothDataSpec(_Strict):
+    """DreamBooth-style subject images: one folder per subject, a class noun each (see harness.data.dreambooth)."""
+
+    adapter: Literal["dreambooth"]
+    resolution: int = Field(ge=8)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
+    identifier: str = Field(default="sks", min_length=1)
+    instance_caption: str = "a photo of {0} {1}"
+    subjects: list[SubjectSpec] = Field(min_length=1)
+    synthetic_views: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _caption_has_slots(self) -> DreamboothDataSpec:
+        check_subject_template(self.instance_caption)
+        names = [s.name for s in self.subjects]
+        if len(set(names)) != len(names):
+            raise ValueError("subject names must be unique")
+        return self

@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS disagreement_flips (
     set_b VARCHAR, delta_a DOUBLE, delta_b DOUBLE, prompts JSON
 );
 ALTER TABLE disagreement_flips ADD COLUMN IF NOT EXISTS persistence DOUBLE;
+-- method-specific record of a run (per-subject stages, class images, checkpoint headline rule)
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS details JSON;
 """
 
 
@@ -191,7 +193,8 @@ class Store:
             f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY method, profile ORDER BY finished_at DESC)"
             f" AS rn FROM runs WHERE {where}) WHERE rn = 1 ORDER BY profile, method", params)
         for run in latest:
-            run["metrics"] = self.aggregates(run["run_id"], group="__all__")
+            # headline rows only: per-checkpoint rows (checkpoint not NULL) stay out of the leaderboard
+            run["metrics"] = [m for m in self.aggregates(run["run_id"], group="__all__") if m["checkpoint"] is None]
         return latest
 
     def aggregates(self, run_id: str, group: str | None = None) -> list[dict[str, Any]]:
@@ -213,7 +216,7 @@ class Store:
             names = [d[0] for d in cursor.description]
             rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
         for row in rows:
-            for key in ("versions", "plan", "timings", "card", "runs", "prompts"):
+            for key in ("versions", "plan", "timings", "card", "runs", "prompts", "details"):
                 if isinstance(row.get(key), str):
                     row[key] = json.loads(row[key])
         return rows

@@ -112,8 +112,25 @@ def _enable_checkpointing(module: Any) -> None:
         module.gradient_checkpointing_enable()
 
 
-def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, modules: dict) -> TrainReport:
-    """Train the method's parameters with the family's loss (``bundle.training_loss``) until the budget runs out."""
+def with_prior_half(batch: dict[str, Any]) -> dict[str, Any]:
+    """A prior-preservation batch (DreamBooth) as one batch: class images and captions appended after the
+    instance ones, ``prior_weight`` kept for the loss (``harness.models.common.diffusion_mse``)."""
+    import torch
+
+    if "class_pixel_values" not in batch:
+        return batch
+    return {"pixel_values": torch.cat([batch["pixel_values"], batch["class_pixel_values"]]),
+            "caption": [*batch["caption"], *batch["class_caption"]],
+            "prior_weight": float(batch["prior_weight"][0])}
+
+
+def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, modules: dict,
+          meter: BudgetMeter | None = None, on_step: Any = None) -> TrainReport:
+    """Train the method's parameters with the family's loss (``bundle.training_loss``) until the budget runs out.
+
+    ``meter`` lets several stages (or class-image generation before them) share one budget; the stage
+    itself stops after ``step_limit`` steps of its own. ``on_step(step)`` runs after each step.
+    """
     import torch
 
     trainable = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
@@ -148,13 +165,16 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
         if role not in roles:
             module.to(device)
     noise_rng = torch.Generator().manual_seed(plan.seed + 1)
-    meter = BudgetMeter(plan.task.budget.max_samples, max_steps, plan.task.budget.max_seconds)
+    if meter is None:
+        meter = BudgetMeter(plan.task.budget.max_samples, max_steps, plan.task.budget.max_seconds)
+    stage_end = meter.steps + max_steps
     losses: list[float] = []
     reached = [False] * len(trainable)
-    while not meter.exhausted():
+    while not meter.exhausted() and meter.steps < stage_end:
         for batch in loader:
-            if meter.exhausted():
+            if meter.exhausted() or meter.steps >= stage_end:
                 break
+            batch = with_prior_half(batch)
             with accelerator.accumulate(*prepared):
                 loss = bundle.training_loss(batch, active, noise_rng, device)
                 accelerator.backward(loss)
@@ -164,11 +184,15 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                method.after_step(modules)
             meter.steps += 1
             meter.samples += len(batch["caption"]) * accelerator.num_processes
             losses.append(float(loss.detach()))
-    for role in roles:
+            if on_step is not None:
+                on_step(meter.steps)
+    for role, module in zip(roles, prepared, strict=True):
         modules[role].eval()
+        accelerator.unwrap_model(module, keep_fp32_wrapper=False)  # sampling must not inherit the training autocast
     pairs = [(b, p) for b, p, hit in zip(before, trainable, reached, strict=True) if hit]
     changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in pairs)
     if not pairs or changed < len(pairs):
@@ -179,6 +203,6 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
     unreachable = [p for p, hit in zip(trainable, reached, strict=True) if not hit]
     memory, memory_kind = peak_memory()
     return TrainReport(steps=meter.steps, samples_seen=meter.samples, seconds=round(meter.seconds, 3),
-                       stopped_by=meter.stopped_by, peak_memory_bytes=memory, memory_kind=memory_kind,
-                       trainable_params=sum(p.numel() for p in trainable), changed_tensors=changed, losses=losses,
+                       stopped_by=meter.stopped_by or "steps", peak_memory_bytes=memory, memory_kind=memory_kind,
+                       trainable_params=method.trainable_count(trainable), changed_tensors=changed, losses=losses,
                        unreachable_tensors=len(unreachable), unreachable_params=sum(p.numel() for p in unreachable))

@@ -102,10 +102,37 @@ def _cifar_references(plan: RunPlan) -> ReferenceSet:
     return ReferenceSet(name, [arrays.images[i] for i in chosen], groups)
 
 
+def dreambooth_root(plan: RunPlan) -> Any:
+    """The DreamBooth dataset folder: real under ``--data-root`` on ``full``, synthetic on ``tiny``."""
+    from harness.data import dreambooth
+
+    spec = plan.task.data
+    if plan.profile == "tiny":
+        folder = cache_dir() / "synthetic" / f"dreambooth_v{spec.synthetic_views}"
+        if not (folder / dreambooth.DATASET_FOLDER / dreambooth.CLASSES_FILE).is_file():
+            dreambooth.write_synthetic(folder, spec.synthetic_views)
+        root = dreambooth.find_root(str(folder))
+    else:
+        root = dreambooth.find_root(plan.data_root)
+    dreambooth.check_subjects(root, spec.subjects)
+    return root
+
+
+def load_subjects(plan: RunPlan) -> dict[str, list[np.ndarray]]:
+    """Every subject's photos (centre square crop at the task resolution), by subject name, in spec order."""
+    from harness.data import dreambooth
+
+    spec = plan.task.data
+    root = dreambooth_root(plan)
+    return {s.name: dreambooth.read_subject(root, s.name, spec.resolution, spec.interpolation) for s in spec.subjects}
+
+
 def load(plan: RunPlan) -> Any:
-    """The plan's training data (the subset chosen by the run seed)."""
+    """The plan's training data (the subset chosen by the run seed; per subject for dreambooth)."""
     if plan.task.data.adapter == "cifar10":
         return _cifar(plan)
+    if plan.task.data.adapter == "dreambooth":
+        return load_subjects(plan)
     if plan.task.data.adapter in IMAGE_FOLDER_ADAPTERS:
         from harness.data.images import load_training
 
@@ -114,11 +141,18 @@ def load(plan: RunPlan) -> Any:
 
 
 def load_references(plan: RunPlan) -> ReferenceSet:
-    """Evaluation targets of the plan's data, preprocessed per protocol (FID targets, reference faces)."""
+    """Evaluation targets of the plan's data, preprocessed per protocol (FID targets, reference faces,
+    subject photos); ``groups`` = class / person / subject name of each image."""
     if plan.task.data.adapter == "cifar10":
         return _cifar_references(plan)
     if plan.task.data.adapter in IMAGE_FOLDER_ADAPTERS:
         from harness.data.images import load_references as image_references
 
         return image_references(plan)
+    if plan.task.data.adapter == "dreambooth":
+        images, groups = [], []
+        for subject, photos in load_subjects(plan).items():
+            images.extend(photos)
+            groups.extend([subject] * len(photos))
+        return ReferenceSet(f"{plan.task.name}:{plan.profile}:subjects", images, groups)
     raise ValueError(f"data adapter '{plan.task.data.adapter}' provides no reference images")

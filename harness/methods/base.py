@@ -18,6 +18,8 @@ Modules = dict[str, Any]  # role -> torch.nn.Module
 class Method:
     """Base class: a frozen base with nothing trainable. Subclasses override ``attach``."""
 
+    needs_subjects = False  # True: trains per subject, only on tasks with the dreambooth data adapter
+
     def __init__(self, spec: MethodSpec) -> None:
         self.spec = spec
 
@@ -39,6 +41,18 @@ class Method:
 
     def attach(self, modules: Modules) -> None:
         """Add adapters or unfreeze parameters. The base class trains nothing."""
+
+    def trainable_count(self, params: list[Any]) -> int:
+        """How many parameters the method really trains (a method that masks rows counts only those)."""
+        return sum(p.numel() for p in params)
+
+    def after_step(self, modules: Modules) -> None:
+        """Called after every optimizer step (e.g. to restore embedding rows that must not change)."""
+
+    def adapter_size(self, trainable: int) -> tuple[int, str] | None:
+        """Bytes of the tensors ``save`` writes for ``trainable`` parameters (header excluded) and how that
+        was computed; trained weights are saved in float32 unless a method says otherwise. None: no file."""
+        return (4 * trainable, "computed: params x 4 B (fp32)") if trainable else None
 
     def save(self, modules: Modules, folder: Path) -> Path | None:
         """Write the trained part in a loadable format; returns the file, or None if nothing to save."""

@@ -60,10 +60,15 @@ def text_encoder_roles(modules: Modules) -> list[str]:
 class LoraMethod(Method):
     """One implementation for every placement and rank."""
 
+    def lora_params(self) -> dict[str, Any]:
+        """The spec params that describe the adapters (a subclass with params of its own leaves those out)."""
+        return dict(self.spec.params)
+
     @property
     def adapters(self) -> list[AdapterSpec]:
-        listed = self.spec.params.get("adapters")
-        return [_adapter(item) for item in listed] if listed else [_adapter(self.spec.params)]
+        params = self.lora_params()
+        listed = params.get("adapters")
+        return [_adapter(item) for item in listed] if listed else [_adapter(params)]
 
     @property
     def component(self) -> str:

@@ -8,21 +8,15 @@ from typing import Any
 from harness.models.common import DiffusionBundle
 from harness.plan import RunPlan
 
+FAMILIES = ("sd15", "sd21", "sdxl", "flux")  # each a module of this package
+
 
 def _family(name: str) -> Any:
-    if name == "sd15":
-        from harness.models import sd15
+    import importlib
 
-        return sd15
-    if name == "sdxl":
-        from harness.models import sdxl
-
-        return sdxl
-    if name == "flux":
-        from harness.models import flux
-
-        return flux
-    raise ValueError(f"unknown model family '{name}'")
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family '{name}'")
+    return importlib.import_module(f"harness.models.{name}")
 
 
 def load(plan: RunPlan) -> DiffusionBundle:

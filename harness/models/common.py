@@ -56,7 +56,6 @@ class DiffusionBundle:
     def training_loss(self, batch: dict[str, Any], modules: dict[str, Any], generator: Any, device: Any) -> Any:
         """MSE of the UNet's noise (or v) prediction at a uniform timestep; ``modules`` are the prepared ones."""
         import torch
-        import torch.nn.functional as F
 
         with torch.no_grad():
             pixels = batch["pixel_values"].to(device, dtype=self.vae.dtype)
@@ -73,7 +72,7 @@ class DiffusionBundle:
         else:
             target = noise
         prediction = modules["unet"](noisy, steps, hidden).sample
-        return F.mse_loss(prediction.float(), target.float())
+        return diffusion_mse(prediction, target, batch)
 
     def build_pipeline(self, scheduler_kind: str) -> Any:
         """A diffusers text-to-image pipeline over the bundle's (possibly adapted) modules."""
@@ -99,6 +98,19 @@ class DiffusionBundle:
     def load_lora(self, folder: Any) -> None:
         """Attach a saved LoRA adapter (diffusers ``load_lora_weights`` layout) to the bundle's modules."""
         self.build_pipeline("ddim").load_lora_weights(str(folder))
+
+
+def diffusion_mse(prediction: Any, target: Any, batch: dict[str, Any]) -> Any:
+    """MSE of a family's prediction; a prior-preservation batch (``prior_weight`` set, class half appended
+    by ``harness.training.with_prior_half``) gives instance MSE + weight x class MSE, each over its half."""
+    import torch.nn.functional as F
+
+    prior_weight = batch.get("prior_weight")
+    if prior_weight is None:
+        return F.mse_loss(prediction.float(), target.float())
+    instance_pred, class_pred = prediction.float().chunk(2)
+    instance_target, class_target = target.float().chunk(2)
+    return F.mse_loss(instance_pred, instance_target) + prior_weight * F.mse_loss(class_pred, class_target)
 
 
 def requires_grad(module: Any) -> bool:

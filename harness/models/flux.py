@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.models.common import DiffusionBundle, hub_load
+from harness.models.common import DiffusionBundle, diffusion_mse, hub_load
 from harness.models.sd15 import REAL_TEXT_CONFIG as CLIP_L_CONFIG
 
 FAMILY = "flux"
@@ -122,7 +122,6 @@ class FluxBundle(DiffusionBundle):
     def training_loss(self, batch: dict[str, Any], modules: dict[str, Any], generator: Any, device: Any) -> Any:
         """Rectified-flow MSE on packed latents with image / text ids and the guidance embedding."""
         import torch
-        import torch.nn.functional as F
 
         pipeline = self.build_pipeline("flow_match_euler")
         with torch.no_grad():
@@ -147,7 +146,7 @@ class FluxBundle(DiffusionBundle):
                                  img_ids=image_ids, return_dict=False)[0]
         scale = pipeline.vae_scale_factor
         prediction = pipeline._unpack_latents(prediction, height * scale, width * scale, scale)
-        return F.mse_loss(prediction.float(), (noise - latents).float())
+        return diffusion_mse(prediction, noise - latents, batch)
 
     def generate_images(self, pipeline: Any, prompts: list[str], negative: list[str] | None, generators: list[Any],
                         spec: Any) -> list[Any]:

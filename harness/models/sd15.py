@@ -97,28 +97,33 @@ def _build_from_configs(unet_cfg: dict, vae_cfg: dict, text_cfg: dict) -> tuple[
     return unet, vae, text_encoder
 
 
-def build_tiny() -> DiffusionBundle:
-    """Tiny SD 1.5 sibling with deterministic random-init weights and the real CLIP tokenizer."""
+def build_tiny_bundle(family: str, configs: tuple[dict, dict, dict], scheduler_config: dict,
+                      pad_token: str | None = None) -> DiffusionBundle:
+    """A tiny SD-1.x/2.x-shaped sibling: deterministic random-init (unet, vae, text) configs, the real
+    CLIP BPE tokenizer (with the family's pad token, if it differs), a DDPM training scheduler."""
     import torch
     from diffusers import DDPMScheduler
 
     from harness.models.tokenizer import build_clip_tokenizer
 
     torch.manual_seed(TINY_INIT_SEED)
-    unet, vae, text_encoder = _build_from_configs(TINY_UNET_CONFIG, TINY_VAE_CONFIG, TINY_TEXT_CONFIG)
+    unet, vae, text_encoder = _build_from_configs(*configs)
+    tokenizer = build_clip_tokenizer()
+    if pad_token is not None:
+        tokenizer.pad_token = pad_token
     return DiffusionBundle(
-        family=FAMILY,
+        family=family,
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=build_clip_tokenizer(),
-        noise_scheduler=DDPMScheduler.from_config(SCHEDULER_CONFIG),
-        weights_identity=f"random-init (tiny sd15, seed {TINY_INIT_SEED})",
+        tokenizer=tokenizer,
+        noise_scheduler=DDPMScheduler.from_config(scheduler_config),
+        weights_identity=f"random-init (tiny {family}, seed {TINY_INIT_SEED})",
     )
 
 
-def load_real(source: str, revision: str | None) -> DiffusionBundle:
-    """Load SD 1.5 from a hub id (HF cache under HF_HOME) or a local diffusers folder."""
+def load_sd_shaped(family: str, source: str, revision: str | None) -> DiffusionBundle:
+    """Load an SD-1.x/2.x-shaped diffusers model from a hub id (HF cache under HF_HOME) or a local folder."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -129,14 +134,29 @@ def load_real(source: str, revision: str | None) -> DiffusionBundle:
         "tokenizer": (CLIPTokenizer, "tokenizer"),
         "noise_scheduler": (DDPMScheduler, "scheduler"),
     }
-    loaded = {key: hub_load(cls, source, sub, revision, FAMILY) for key, (cls, sub) in parts.items()}
-    return DiffusionBundle(family=FAMILY, weights_identity=f"{source}@{revision or 'main'}", **loaded)
+    loaded = {key: hub_load(cls, source, sub, revision, family) for key, (cls, sub) in parts.items()}
+    return DiffusionBundle(family=family, weights_identity=f"{source}@{revision or 'main'}", **loaded)
+
+
+def build_meta_modules(configs: tuple[dict, dict, dict]) -> dict[str, Any]:
+    """SD-1.x/2.x-shaped modules from (unet, vae, text) configs on the meta device (no memory, no weights)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        unet, vae, text_encoder = _build_from_configs(*configs)
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder}
+
+
+def build_tiny() -> DiffusionBundle:
+    """Tiny SD 1.5 sibling with deterministic random-init weights and the real CLIP tokenizer."""
+    return build_tiny_bundle(FAMILY, (TINY_UNET_CONFIG, TINY_VAE_CONFIG, TINY_TEXT_CONFIG), SCHEDULER_CONFIG)
+
+
+def load_real(source: str, revision: str | None) -> DiffusionBundle:
+    """Load SD 1.5 from a hub id (HF cache under HF_HOME) or a local diffusers folder."""
+    return load_sd_shaped(FAMILY, source, revision)
 
 
 def build_meta() -> dict[str, Any]:
     """The real SD 1.5 modules on the meta device (no memory, no weights) for accounting."""
-    from accelerate import init_empty_weights
-
-    with init_empty_weights():
-        unet, vae, text_encoder = _build_from_configs(REAL_UNET_CONFIG, REAL_VAE_CONFIG, REAL_TEXT_CONFIG)
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder}
+    return build_meta_modules((REAL_UNET_CONFIG, REAL_VAE_CONFIG, REAL_TEXT_CONFIG))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.models.common import DiffusionBundle, hub_load, requires_grad
+from harness.models.common import DiffusionBundle, diffusion_mse, hub_load, requires_grad
 from harness.models.sd15 import REAL_TEXT_CONFIG as CLIP_L_CONFIG
 from harness.models.sd15 import REAL_VAE_CONFIG as SD_VAE_CONFIG
 
@@ -166,7 +166,6 @@ class SDXLBundle(DiffusionBundle):
     def training_loss(self, batch: dict[str, Any], modules: dict[str, Any], generator: Any, device: Any) -> Any:
         """Noise-prediction MSE with SDXL conditioning (both encoders, pooled embeds, add_time_ids)."""
         import torch
-        import torch.nn.functional as F
 
         with torch.no_grad():
             pixels = batch["pixel_values"].to(device, dtype=self.vae.dtype)
@@ -185,7 +184,7 @@ class SDXLBundle(DiffusionBundle):
             scheduler.config.prediction_type == "v_prediction") else noise
         conditions = {"text_embeds": pooled, "time_ids": time_ids.to(device, hidden.dtype)}
         prediction = modules["unet"](noisy, steps, hidden, added_cond_kwargs=conditions).sample
-        return F.mse_loss(prediction.float(), target.float())
+        return diffusion_mse(prediction, target, batch)
 
     def build_pipeline(self, scheduler_kind: str) -> SDXLPipelines:
         from diffusers import DDIMScheduler, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline

@@ -1,0 +1,160 @@
+"""``dreambooth`` and ``dreambooth_lora``: the subject's photos captioned "a photo of sks {class}",
+plus the prior-preservation loss on class images ("a photo of a {class}") that the FROZEN base
+generates before anything is attached.
+
+Class images are generated once per class noun and run (seeded per image like every sample) and
+reused by later subjects of the same class; their generation time is charged to the budget meter of
+every subject that uses them, and count and time are recorded in the subject's details.
+``dreambooth`` fine-tunes the whole UNet (saved as a diffusers UNet folder, fp16 weights);
+``dreambooth_lora`` trains peft LoRA on the UNet instead (saved in the ``load_lora_weights`` format).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.methods.base import Modules
+from harness.methods.lora import LoraMethod
+from harness.methods.subject import SubjectContext, SubjectMethod, instance_dataset
+from harness.prompts import EvalPrompt
+
+UNET_FOLDER = "unet"
+# Params read by DreamBoothMethod (the rest of a ``dreambooth_lora`` spec's params describe its LoRA).
+DREAMBOOTH_PARAMS = frozenset({"prior_preservation", "class_images", "class_prompt", "prior_loss_weight", "save_unet"})
+
+
+class PriorPairs:
+    """Instance examples paired with class examples; a batch carries both halves and the prior weight."""
+
+    def __init__(self, instance: Any, classes: Any, prior_weight: float) -> None:
+        self.instance, self.classes, self.prior_weight = instance, classes, prior_weight
+
+    def __len__(self) -> int:
+        return max(len(self.instance), len(self.classes))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.instance[index % len(self.instance)]
+        prior = self.classes[index % len(self.classes)]
+        return {**item, "class_pixel_values": prior["pixel_values"], "class_caption": prior["caption"],
+                "prior_weight": self.prior_weight}
+
+
+def class_images(ctx: SubjectContext, count: int, prompt_template: str) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Class images of the subject's class from the frozen base (cached per class noun within the run)."""
+    from PIL import Image
+
+    from harness.sampling import generate
+
+    noun = ctx.subject.class_noun
+    cached = ctx.class_cache.get(noun)
+    reused = cached is not None and cached["count"] >= count
+    if not reused:
+        slug = "_".join(noun.split())
+        prompt = EvalPrompt("class_prior", f"prior.{slug}", prompt_template.format("", noun).replace("  ", " "),
+                            noun, count)
+        started = time.perf_counter()
+        records = generate(ctx.plan, ctx.bundle, [prompt], ctx.run_dir / "class_images" / slug)
+        seconds = time.perf_counter() - started
+        folder = ctx.run_dir / "class_images" / slug
+        size = ctx.plan.task.data.resolution
+        arrays = [np.asarray(Image.open(folder / r.file).convert("RGB").resize((size, size)), dtype=np.uint8)
+                  for r in records]
+        cached = {"images": arrays, "count": count, "seconds": round(seconds, 3), "prompt": prompt.text,
+                  "folder": str(folder)}
+        ctx.class_cache[noun] = cached
+    else:
+        ctx.meter.started -= cached["seconds"]  # charge the generation to this subject's budget as well
+    record = {"class_images": count, "class_image_seconds": cached["seconds"], "class_prompt": cached["prompt"],
+              "class_images_reused": reused, "class_image_folder": cached["folder"]}
+    return cached["images"][:count], record
+
+
+def class_dataset(ctx: SubjectContext, images: list[np.ndarray], prompt: str) -> Any:
+    from harness.data import CaptionedImages
+
+    spec = ctx.plan.task.data
+    return CaptionedImages(np.stack(images), [prompt] * len(images), [ctx.subject.class_noun] * len(images),
+                           spec.resolution, spec.interpolation)
+
+
+class DreamBoothMethod(SubjectMethod):
+    """Full UNet fine-tuning with identifier ``sks`` and (optionally) prior preservation."""
+
+    @property
+    def component(self) -> str:
+        return "unet"
+
+    @property
+    def prior_preservation(self) -> bool:
+        return bool(self.spec.params.get("prior_preservation", True))
+
+    def targets(self) -> str:
+        return "every UNet parameter"
+
+    def attach(self, modules: Modules) -> None:
+        modules["unet"].requires_grad_(True)
+
+    def training_set(self, ctx: SubjectContext) -> Any:
+        """Instance photos, paired with frozen-model class images when prior preservation is on."""
+        instances = instance_dataset(ctx, self.identifier(ctx.plan.task))
+        if not self.prior_preservation:
+            return instances
+        params = self.spec.params
+        template = str(params.get("class_prompt", "a photo of a {1}"))
+        images, record = class_images(ctx, int(params.get("class_images", 200)), template)
+        ctx.details |= record
+        prompt = record["class_prompt"]
+        return PriorPairs(instances, class_dataset(ctx, images, prompt), float(params.get("prior_loss_weight", 1.0)))
+
+    def fit_subject(self, ctx: SubjectContext) -> list[Any]:
+        from harness.training import train
+
+        dataset = self.training_set(ctx)  # before prepare: class images come from the frozen base
+        modules = ctx.bundle.modules()
+        self.prepare(modules)
+        report = train(ctx.plan, ctx.bundle, dataset, self, modules, meter=ctx.meter)
+        adapter = self.save(modules, ctx.folder)
+        if adapter is not None:
+            ctx.details["adapter_file"] = str(adapter)
+        return [report]
+
+    def adapter_size(self, trainable: int) -> tuple[int, str] | None:
+        if not trainable or not self.spec.params.get("save_unet", True):
+            return None
+        return 2 * trainable, "computed: params x 2 B (fp16 UNet)"
+
+    def save(self, modules: Modules, folder: Path) -> Path | None:
+        """The UNet as a diffusers folder with fp16 weights (``UNet2DConditionModel.from_pretrained(dir,
+        variant='fp16')``); ``params.save_unet: false`` skips it (1.7 GB per subject on SD 2.1)."""
+        import torch
+        from safetensors.torch import save_file
+
+        if not self.spec.params.get("save_unet", True):
+            return None
+        target = folder / UNET_FOLDER
+        target.mkdir(parents=True, exist_ok=True)
+        unet = modules["unet"]
+        unet.save_config(target)
+        state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in unet.state_dict().items()}
+        path = target / "diffusion_pytorch_model.fp16.safetensors"
+        save_file(state, str(path), metadata={"format": "pt"})
+        return path
+
+
+class DreamBoothLoraMethod(DreamBoothMethod, LoraMethod):
+    """DreamBooth with peft LoRA on the UNet attention projections instead of the full UNet."""
+
+    component = LoraMethod.component
+    targets = LoraMethod.targets
+    attach = LoraMethod.attach
+    save = LoraMethod.save
+    adapter_size = LoraMethod.adapter_size
+    extra_state = LoraMethod.extra_state
+
+    def lora_params(self) -> dict[str, Any]:
+        """The LoRA keys of the params (rank, alpha, target_modules, ...); the DreamBooth ones are read above."""
+        return {k: v for k, v in self.spec.params.items() if k not in DREAMBOOTH_PARAMS}
