@@ -51,14 +51,14 @@ def deltas_vs_reference(scores: list[dict[str, Any]], method_of: dict[str, str],
         if row.get("checkpoint") is None:
             by_run[row["run_id"]][(row["prompt_id"], row["sample_idx"])] = row
     reference = by_run.get(reference_run, {})
+    ref_buckets: dict[str, list[float]] = defaultdict(list)
+    for row in reference.values():
+        ref_buckets[row[level]].append(row["value"])
     out = []
     for run_id, samples in by_run.items():
         if run_id == reference_run:
             continue
         buckets: dict[str, tuple[list[float], list[float], list[bool]]] = defaultdict(lambda: ([], [], []))
-        ref_buckets: dict[str, list[float]] = defaultdict(list)
-        for key, row in reference.items():
-            ref_buckets[row[level]].append(row["value"])
         for key, row in samples.items():
             mine, theirs, aligned = buckets[row[level]]
             mine.append(row["value"])
