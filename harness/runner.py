@@ -93,6 +93,7 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
 def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: StageTimer,
              progress: Any) -> tuple[dict, list, list, list]:
     from harness import metrics, sampling
+    from harness.progress import open_stage
     from harness.prompts import expand_prompts
     from harness.registry import method_class
     from harness.training import peak_memory, train
@@ -105,7 +106,8 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
         trainable = method.prepare(modules)
         fields["trainable_params"] = sum(p.numel() for p in trainable)
         if plan.trains:
-            report = train(plan, bundle, dataset, method, modules)
+            step_limit = min(plan.task.budget.max_steps, plan.training.max_steps)
+            report = train(plan, bundle, dataset, method, modules, open_stage(progress, "training", step_limit))
             (run_dir / "train_log.json").write_text(json.dumps(report.as_dict(), indent=2))
             adapter = method.save(modules, run_dir)
             fields |= {"steps": report.steps, "samples_seen": report.samples_seen,
@@ -116,9 +118,11 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
             fields |= {"steps": 0, "samples_seen": 0, "train_seconds": 0.0, "stopped_by": "no training"}
     with timer.stage("sample"):
         prompts = expand_prompts(plan.task)
-        records = sampling.generate(plan, bundle, prompts, run_dir, progress)
+        records = sampling.generate(plan, bundle, prompts, run_dir,
+                                    open_stage(progress, "sampling", sum(p.samples for p in prompts)))
     with timer.stage("score"):
-        result = metrics.score(plan, records, run_dir)
+        result = metrics.score(plan, records, run_dir,
+                               open_stage(progress, "scoring", len(plan.task.evaluation.metrics)))
     memory, memory_kind = peak_memory()
     fields |= {"peak_memory_bytes": memory, "memory_kind": memory_kind}
     samples = [r.as_dict() | {"grp": r.group} for r in records]

@@ -80,8 +80,11 @@ def _accelerator(plan: RunPlan) -> Any:
     return Accelerator(mixed_precision=precision)
 
 
-def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, modules: dict) -> TrainReport:
-    """Train the method's parameters with the noise-prediction loss until the budget runs out."""
+def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, modules: dict,
+          on_step: Any = None) -> TrainReport:
+    """Train the method's parameters with the noise-prediction loss until the budget runs out.
+
+    ``on_step(1)`` is called after every optimizer step (progress reporting), if given."""
     import torch
     import torch.nn.functional as F
 
@@ -140,6 +143,8 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
             meter.steps += 1
             meter.samples += latents.shape[0] * accelerator.num_processes
             losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(1)
     trained.eval()
     changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in zip(before, trainable, strict=True))
     if changed < len(trainable):

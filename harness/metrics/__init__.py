@@ -89,8 +89,8 @@ def near_black_counts(plan: RunPlan, records: list[SampleRecord]) -> list[Aggreg
             for s, v in sorted(counts.items())]
 
 
-def score(plan: RunPlan, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
-    """Run every metric of the task on the run's samples."""
+def score(plan: RunPlan, records: list[SampleRecord], run_dir: Path, on_metric: Any = None) -> ScoreResult:
+    """Run every metric of the task on the run's samples; ``on_metric(1)`` after each, if given."""
     result = ScoreResult()
     for metric in plan.task.evaluation.metrics:
         if metric.name == "clip_score":
@@ -101,5 +101,7 @@ def score(plan: RunPlan, records: list[SampleRecord], run_dir: Path) -> ScoreRes
             raise ValueError(f"unknown metric '{metric.name}'")
         result.per_sample.extend(part.per_sample)
         result.aggregates.extend(part.aggregates)
+        if on_metric is not None:
+            on_metric(1)
     result.aggregates.extend(near_black_counts(plan, records))
     return result
