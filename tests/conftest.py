@@ -64,9 +64,10 @@ def bitfit_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def board_db(tiny_runs: dict, bitfit_plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A copy of the tiny_runs database plus, through `bench submit`: the bitfit plugin method, a rank-2
-    LoRA (a rank sweep with lora_unet_r1) and a method that matches nothing (stored as failed); and one
-    run in progress (the row the runner writes when a run starts). Progress stages are recorded."""
+    """A copy of the tiny_runs database plus, through `bench submit`: the bitfit plugin method twice
+    (learning rates 1e-3 and 3e-3: a sweep) and a method that matches nothing (stored as failed); and one
+    run in progress (the row the runner writes when a run starts); a frozen run of a copy of the task
+    whose near-black threshold flags every sample (task 'cifar_nearblack'). Progress stages are recorded."""
     import shutil
 
     import yaml
@@ -78,7 +79,8 @@ def board_db(tiny_runs: dict, bitfit_plugin: Path, tmp_path_factory: pytest.Temp
     root = tmp_path_factory.mktemp("board")
     db = root / "bench.duckdb"
     shutil.copyfile(tiny_runs["store"].path, db)
-    specs = {"lora_unet_r2": {"kind": "lora", "params": {"rank": 2, "alpha": 2}},
+    specs = {"bitfit_attn_lr3e3": {"kind": "bitfit", "params": {"target_patterns": ["attn1", "attn2"]},
+                                   "training": {"learning_rate": 3.0e-3}},
              "xattn_nothing": {"kind": "attn_finetune", "params": {"target_patterns": ["no_such_module"]}}}
     paths = [bitfit_plugin]
     for name, spec in specs.items():
@@ -107,6 +109,11 @@ def board_db(tiny_runs: dict, bitfit_plugin: Path, tmp_path_factory: pytest.Temp
         results[path.stem] = CliRunner().invoke(app, ["submit", str(path), "--task", TASK, "--profile", "tiny",
                                                       "--db", str(db)])
     mp.undo()
+    task = yaml.safe_load((Path(__file__).parents[1] / "tasks" / f"{TASK}.yaml").read_text())
+    task["name"], task["sampling"]["near_black_threshold"] = "cifar_nearblack", 255  # every sample flagged
+    (root / "cifar_nearblack.yaml").write_text(yaml.safe_dump(task))
+    results["cifar_nearblack"] = CliRunner().invoke(app, ["run", "--task", str(root / "cifar_nearblack.yaml"),
+                                                          "--method", "frozen", "--db", str(db)])
     store = Store(db)
     plan = build_plan(TASK, "frozen", "tiny", seed=1)
     store.start_run({"run_id": "in-progress-frozen-seed1", "plan_hash": plan.plan_hash, "task": TASK,

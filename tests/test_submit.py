@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from harness import registry
 from harness.cli import app
+from harness.specs import SpecError
 from harness.store import Store
 
 TASK = "cifar_alignment"
@@ -40,7 +41,7 @@ def test_plugin_method_runs_end_to_end_and_is_on_the_leaderboard(board_db: dict)
     clip_a = next(m for m in bitfit["metrics"] if m["metric"] == "clip_score" and m["prompt_set"] == "A")
     assert clip_a["n"] == 50 and -1 <= clip_a["value"] <= 1
     board = CliRunner().invoke(app, ["leaderboard", "--task", TASK, "--db", str(board_db["db"])])
-    assert board.exit_code == 0 and "bitfit_attn" in board.output and "lora_unet_r2" in board.output
+    assert board.exit_code == 0 and "bitfit_attn" in board.output and "bitfit_attn_lr3e3" in board.output
 
 
 def test_plugin_kind_resolves_lazily_to_its_class(board_db: dict) -> None:
@@ -85,13 +86,22 @@ def test_bad_params_and_unknown_task_are_refused_before_registering(tmp_path: Pa
     assert {"bad_lr", "fine_one"}.isdisjoint(registry.method_files())
 
 
-def test_different_spec_under_a_registered_name_needs_replace(tmp_path: Path, board_db: dict) -> None:
+def test_different_spec_under_a_registered_name_needs_replace(tmp_path: Path) -> None:
     from harness.submit import register, validate
 
-    changed = _spec(tmp_path, name="lora_unet_r2", params={"rank": 3})
-    with pytest.raises(Exception, match="already registered"):
+    first = _spec(tmp_path, name="twin", params={"rank": 2})
+    register(validate(first, [TASK], "tiny"))
+    register(validate(first, [TASK], "tiny"))  # the same spec again is fine
+    other = tmp_path / "other"
+    other.mkdir()
+    changed = _spec(other, name="twin", params={"rank": 3})
+    with pytest.raises(SpecError, match="already registered"):
         register(validate(changed, [TASK], "tiny"))
-    assert yaml.safe_load((registry.user_methods_dir() / "lora_unet_r2.yaml").read_text())["params"]["rank"] == 2
+    registered = registry.method_files()["twin"]
+    assert yaml.safe_load(registered.read_text())["params"]["rank"] == 2
+    register(validate(changed, [TASK], "tiny"), replace=True)
+    assert yaml.safe_load(registered.read_text())["params"]["rank"] == 3
+    assert registry.get_method("twin").params == {"rank": 3}
 
 
 def test_broken_plugin_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from harness.board import REFERENCE_METHOD, headline, leaderboard_rows, metric_columns
@@ -32,7 +33,7 @@ def render(store: Store, task: str, profile: str) -> None:
                        f"`bench run --task {task} --method {REFERENCE_METHOD} --profile {profile}`")
         st.caption(f"Cells: value [95% CI] N. Gain = improvement over '{REFERENCE_METHOD}' on {rank_by.label}, "
                    "positive is better; per 1k training samples seen and per minute of training.")
-        table(leaderboard_rows(runs, rank_by))
+        st.table(pd.DataFrame(leaderboard_rows(runs, rank_by)).set_index("rank"))
         _cards(runs)
     _reported_hint(task)
     _failed([r for r in all_runs if r["status"] == "failed" and r["profile"] == profile])
