@@ -60,7 +60,7 @@ def metric_columns(runs: list[dict[str, Any]]) -> list[MetricColumn]:
 def format_cell(row: dict[str, Any] | None, column: MetricColumn) -> str:
     """``0.2452 [0.2401, 0.2503] N=50``; counts as ``3 of 50``; a missing CI is said, not hidden."""
     if row is None:
-        return "-"
+        return "n/a"
     if column.is_count:
         return f"{int(row['value'])} of {row['n']}"
     ci = "no CI" if row.get("ci_low") is None else f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
@@ -68,12 +68,12 @@ def format_cell(row: dict[str, Any] | None, column: MetricColumn) -> str:
     return f"{row['value']:.4f} {ci} N={row['n']}{suffix}"
 
 
-def _fmt_bytes(value: int | None) -> str:
-    return "-" if not value else f"{value / 2**20:,.1f} MiB"
+def _fmt_bytes(value: int | None, empty: str = "n/a") -> str:
+    return empty if not value else f"{value / 2**20:,.1f} MiB"
 
 
 def _signed(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:+.{digits}f}"
+    return "n/a" if value is None else f"{value:+.{digits}f}"
 
 
 def rank_key(run: dict[str, Any], column: MetricColumn) -> float:
@@ -118,11 +118,11 @@ def leaderboard_rows(runs: list[dict[str, Any]], rank_by: MetricColumn) -> list[
             "gain per 1k samples": _signed(gain["per_1k_samples"]),
             "gain per train-minute": _signed(gain["per_train_minute"]),
             "steps": run.get("steps"), "samples seen": run.get("samples_seen"),
-            "train s": round(run.get("train_seconds") or 0.0, 1), "stopped by": run.get("stopped_by"),
+            "train s": f"{run.get('train_seconds') or 0.0:.1f}", "stopped by": run.get("stopped_by"),
             "trainable params": run.get("trainable_params"),
-            "trainable %": None if share is None else round(100 * share, 4),
-            "adapter": _fmt_bytes(run.get("adapter_bytes")),
-            "peak memory": f"{_fmt_bytes(run.get('peak_memory_bytes'))} ({run.get('memory_kind') or '-'})",
+            "trainable %": "n/a" if share is None else f"{100 * share:.4f}",
+            "adapter": _fmt_bytes(run.get("adapter_bytes"), empty="none"),
+            "peak memory": f"{_fmt_bytes(run.get('peak_memory_bytes'))} ({run.get('memory_kind') or 'n/a'})",
             "seed": run.get("seed"), "run": run["run_id"],
         }
         rows.append(row)

@@ -7,6 +7,7 @@ captures an empty shell; this waits until the expected text is on the page, then
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import re
@@ -29,7 +30,7 @@ def chromium_binary() -> str | None:
 class Browser:
     """One headless Chromium page; use as a context manager."""
 
-    def __init__(self, width: int = 1600, height: int = 1300) -> None:
+    def __init__(self, width: int = 1920, height: int = 1300) -> None:
         self.profile = tempfile.TemporaryDirectory(prefix="bench-chromium-")
         self.process = subprocess.Popen(
             [chromium_binary(), *FLAGS, f"--user-data-dir={self.profile.name}", f"--window-size={width},{height}",
@@ -40,7 +41,8 @@ class Browser:
             page = next(t for t in json.load(response) if t["type"] == "page")
         from websockets.sync.client import connect
 
-        self.socket = connect(page["webSocketDebuggerUrl"], max_size=2**26)
+        self.closing = contextlib.ExitStack()
+        self.socket = self.closing.enter_context(connect(page["webSocketDebuggerUrl"], max_size=2**26))
         self.ids = itertools.count(1)
 
     def _devtools_port(self) -> int:
@@ -54,7 +56,7 @@ class Browser:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.socket.close()
+        self.closing.close()
         self.process.terminate()
         self.process.wait(timeout=30)
         self.profile.cleanup()

@@ -52,7 +52,7 @@ def test_leaderboard_ranks_measured_runs_with_ci_n_direction_and_budget(board_db
     latest = _latest(board_db)
     values = {m: _overall(r, "clip_score", "A") for m, r in latest.items()}
     assert list(board["method"]) == sorted(values, key=lambda m: (-values[m], m))
-    assert list(board.index) == [1, 2, 3, 4, 5]
+    assert list(board["rank"]) == [1, 2, 3, 4, 5]
     row = board.set_index("method").loc["xattn_ft"]
     assert row[CLIP_A] == f"{values['xattn_ft']:.4f} no CI N=50"
     assert row["gain over frozen"] == f"{values['xattn_ft'] - values['frozen']:+.4f}"
@@ -60,7 +60,8 @@ def test_leaderboard_ranks_measured_runs_with_ci_n_direction_and_budget(board_db
     assert row["gain per 1k samples"] == f"{gain_per_1k:+.4f}"
     assert row["trainable params"] == latest["xattn_ft"]["trainable_params"] and row["steps"] == 8
     frozen = board.set_index("method").loc["frozen"]
-    assert frozen["gain over frozen"] == "reference" and frozen["adapter"] == "-"
+    assert frozen["gain over frozen"] == "reference" and frozen["adapter"] == "none"
+    assert frozen["gain per 1k samples"] == "n/a"  # no budget spent: no gain per unit of budget
     assert board.set_index("method").loc["bitfit_attn"]["kind"] == "bitfit"
 
 
@@ -111,7 +112,7 @@ def test_disagreement_computes_kendall_tau_and_flips_with_links(board_db, monkey
     methods = sorted(latest)
     expected = kendalltau([_overall(latest[m], "clip_score", "A") for m in methods],
                           [_overall(latest[m], "clip_score", "B") for m in methods]).statistic
-    assert matrix.loc[CLIP_A, CLIP_B] == pytest.approx(expected) and matrix.loc[CLIP_A, CLIP_A] == 1.0
+    assert matrix.loc[CLIP_A, CLIP_B] == pytest.approx(expected) and matrix.loc[CLIP_A, CLIP_A] == pytest.approx(1.0)
     tables = [d.value for d in at.dataframe]
     links = [link for t in tables if "sample grid" in t.columns for link in t["sample grid"]]
     assert links and all(link.startswith(f"?page=Samples&task={TASK}&profile=tiny&prompt_set=") for link in links)
@@ -135,6 +136,11 @@ def test_disagreement_shows_a_stored_analysis_when_present(board_db, monkeypatch
 def test_samples_grid_is_prompts_by_methods_with_scores(board_db, monkeypatch) -> None:
     at = _app(board_db["db"], "Samples", monkeypatch)
     assert len(at.image) == 12 * len(MEASURED) + 1  # 12 prompts shown x methods, plus the full-size view
+    latest = _latest(board_db)
+    score = next(s["value"] for s in board_db["store"].sample_scores(latest["xattn_ft"]["run_id"])
+                 if s["prompt_id"] == "A.airplane.t0")
+    captions = [c for image in at.image for c in image.captions]
+    assert f"xattn_ft: clip_score {score:.4f}" in captions
     assert any("same seed and sample index for every method" in c for c in _texts(at.caption))
     at.selectbox(key="samples_group").set_value("cat").run()
     assert len(at.image) == 5 * len(MEASURED) + 1
@@ -149,7 +155,7 @@ def test_samples_deep_link_filters_prompt_and_methods(board_db, monkeypatch) -> 
     at = _app(board_db["db"], "Samples", monkeypatch, task=TASK, profile="tiny", prompt_set="B",
               prompt_id="B.mug", methods="frozen,xattn_ft")
     assert len(at.image) == 2 + 1
-    at.number_input(key="samples_idx").set_value(1).run()
+    next(n for n in at.number_input if n.label == "Sample index").set_value(1).run()
     detail = dict(zip(at.dataframe[0].value["field"], at.dataframe[0].value["value"], strict=True))
     assert detail["prompt id"] == "B.mug" and detail["sample index"] == "1" and detail["method"] == "frozen"
 
@@ -157,7 +163,9 @@ def test_samples_deep_link_filters_prompt_and_methods(board_db, monkeypatch) -> 
 def test_samples_show_near_black_flags(board_db, monkeypatch) -> None:
     assert board_db["results"]["cifar_nearblack"].exit_code == 0
     at = _app(board_db["db"], "Samples", monkeypatch, task="cifar_nearblack")
-    assert any(" 62 flagged samples" in c or "12 flagged" in c or "50 flagged" in c for c in _texts(at.caption))
+    assert "50 prompts x 1 methods; 50 flagged samples" in _texts(at.caption)
+    captions = [c for image in at.image for c in image.captions]
+    assert len(captions) == 12 + 1 and all(c.endswith("[NEAR-BLACK]") for c in captions)
     detail = dict(zip(at.dataframe[0].value["field"], at.dataframe[0].value["value"], strict=True))
     assert detail["near-black"] == "True"
     at = _app(board_db["db"], "Leaderboard", monkeypatch, task="cifar_nearblack")
@@ -167,7 +175,7 @@ def test_samples_show_near_black_flags(board_db, monkeypatch) -> None:
 def test_sweeps_plot_the_metric_against_the_swept_learning_rate(board_db, monkeypatch) -> None:
     at = _app(board_db["db"], "Sweeps", monkeypatch)
     assert at.selectbox(key="sweep_kind").options == ["bitfit"]
-    at.selectbox(key="sweep_param").set_value("learning_rate").run()
+    next(s for s in at.selectbox if s.label == "Parameter").set_value("learning_rate").run()
     points = at.dataframe[0].value.set_index("method")
     latest = _latest(board_db)
     assert points.loc["bitfit_attn", "learning_rate"] == pytest.approx(1e-3)

@@ -33,7 +33,7 @@ def render(store: Store, task: str, profile: str) -> None:
                        f"`bench run --task {task} --method {REFERENCE_METHOD} --profile {profile}`")
         st.caption(f"Cells: value [95% CI] N. Gain = improvement over '{REFERENCE_METHOD}' on {rank_by.label}, "
                    "positive is better; per 1k training samples seen and per minute of training.")
-        st.table(pd.DataFrame(leaderboard_rows(runs, rank_by)).set_index("rank"))
+        st.table(pd.DataFrame(leaderboard_rows(runs, rank_by)), hide_index=True)
         _cards(runs)
     _reported_hint(task)
     _failed([r for r in all_runs if r["status"] == "failed" and r["profile"] == profile])

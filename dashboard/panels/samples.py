@@ -45,7 +45,8 @@ def render(store: Store, task: str, profile: str) -> None:
                               key="samples_set")
     info = sets[names.index(prompt_set)]
     group = st.selectbox("Class / group", [ALL_GROUPS, *info["groups"]], key="samples_group")
-    sample_idx = int(st.number_input("Sample index", 0, int(info["max_sample_idx"]), 0, key="samples_idx"))
+    # no widget keys where the bounds depend on other filters: a new bound starts a fresh widget
+    sample_idx = int(st.number_input("Sample index", 0, int(info["max_sample_idx"]), 0))
     methods = [r["method"] for r in runs]
     wanted_methods = [m for m in (param("methods") or "").split(",") if m in methods]
     picked = st.multiselect("Methods", methods, default=wanted_methods or methods, key="samples_methods")
@@ -64,7 +65,7 @@ def render(store: Store, task: str, profile: str) -> None:
     _seed_note(grid)
     flagged = sum(bool(flags(s)) for s in grid)
     st.caption(f"{len(by_prompt)} prompts x {len(picked)} methods; {flagged} flagged samples")
-    limit = int(st.number_input("Prompts shown", 1, len(by_prompt), min(12, len(by_prompt)), key="samples_limit"))
+    limit = int(st.number_input("Prompts shown", 1, len(by_prompt), min(12, len(by_prompt))))
     for prompt_id in list(by_prompt)[:limit]:
         _grid_row(prompt_id, by_prompt[prompt_id], picked)
     _full_size(grid)

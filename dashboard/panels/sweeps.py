@@ -44,10 +44,10 @@ def render(store: Store, task: str, profile: str) -> None:
         return
     kind = st.selectbox("Method kind", sorted(kinds), key="sweep_kind")
     members = [r for r in runs if r["method_kind"] == kind]
-    x = st.selectbox("Parameter", kinds[kind], key="sweep_param")
+    x = st.selectbox("Parameter", kinds[kind])  # options depend on the kind: no key, a fresh widget per kind
     columns = metric_columns(members)
     labels = [c.label for c in columns]
-    column = columns[labels.index(st.selectbox("Metric", labels, key="sweep_metric"))]
+    column = columns[labels.index(st.selectbox("Metric", labels))]
     points = []
     for run in members:
         row = headline(run["metrics"]).get((column.metric, column.prompt_set))
