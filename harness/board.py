@@ -69,7 +69,9 @@ def format_cell(row: dict[str, Any] | None, column: MetricColumn) -> str:
 
 
 def _fmt_bytes(value: int | None, empty: str = "n/a") -> str:
-    return empty if not value else f"{value / 2**20:,.1f} MiB"
+    if not value:
+        return empty
+    return f"{value / 2**10:,.1f} KiB" if value < 2**20 else f"{value / 2**20:,.1f} MiB"
 
 
 def _signed(value: float | None, digits: int = 4) -> str:
