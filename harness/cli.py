@@ -200,7 +200,6 @@ def dashboard(
 ) -> None:
     """Start the Streamlit dashboard on a results database (Ctrl-C stops it)."""
     import os
-    import subprocess
 
     from harness.store import StoreError
 
@@ -211,7 +210,7 @@ def dashboard(
         raise StoreError(f"{db}: no results database yet (run `bench run` or `bench submit` first)")
     command = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.port", str(port),
                "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
-    raise typer.Exit(subprocess.call(command, env={**os.environ, "BENCH_DB": str(db.resolve())}))
+    os.execve(sys.executable, command, {**os.environ, "BENCH_DB": str(db.resolve())})  # the server replaces bench
 
 
 def main() -> None:  # pragma: no cover - entry for `python -m harness.cli`
