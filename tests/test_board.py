@@ -84,3 +84,16 @@ def test_sweep_parameters_read_overrides_over_resolved_fields() -> None:
                                   "overrides": {"training": {"learning_rate": 5e-4}, "schedule": "cosine"}}}
     assert sweep_parameters(run) == {"learning_rate": 5e-4, "max_steps": 1000, "rank": 8, "steps": 500,
                                      "schedule": "cosine"}
+
+
+def test_checkpoint_curves_keep_methods_scored_at_two_or_more_checkpoints() -> None:
+    from harness.compare import checkpoint_curves
+
+    def row(run: str, checkpoint: int | None, value: float) -> dict:
+        return {"run_id": run, "metric": "clip_i", "prompt_set": "simple", "grp": "__all__", "value": value,
+                "n": 64, "checkpoint": checkpoint}
+
+    rows = [row("r1", 200, 0.80), row("r1", 400, 0.84), row("r1", None, 0.84), row("r2", 200, 0.70)]
+    curves = checkpoint_curves(rows, {"r1": "ti_then_ft", "r2": "dreambooth"})
+    assert [(c["method"], c["checkpoint"], c["value"]) for c in curves] == [("ti_then_ft", 200, 0.80),
+                                                                            ("ti_then_ft", 400, 0.84)]
