@@ -7,6 +7,7 @@ aggregates, in one transaction) or marked ``failed`` with its error. Nothing is 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 
 
+LOCK_WAIT_SECONDS = 30.0  # how long to wait for another process's lock on the database file
 # Tables ``bench disagree`` writes (task and profile columns); the dashboard reads them when present.
 DISAGREEMENT_TABLES = ("disagreement_tau", "disagreement_flips")
 
@@ -65,10 +67,7 @@ class Store:
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no results database yet (run `bench run` first)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.Error as exc:
-            raise StoreError(f"{self.path}: cannot open results database ({str(exc).splitlines()[0]})") from None
+        con = _connect_waiting(self.path, read_only)
         if not read_only:
             con.execute(SCHEMA)
         return con
@@ -221,6 +220,20 @@ class Store:
                 if isinstance(row.get(key), str):
                     row[key] = json.loads(row[key])
         return rows
+
+
+def _connect_waiting(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting up to LOCK_WAIT_SECONDS while another process (a run, the dashboard) holds the
+    file: DuckDB lets one writing process or several reading ones in at a time."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            first_line = str(exc).splitlines()[0]
+            if "lock" not in first_line.lower() or time.monotonic() >= deadline:
+                raise StoreError(f"{path}: cannot open results database ({first_line})") from None
+            time.sleep(0.05)
 
 
 def _jsonable(value: Any) -> Any:
