@@ -160,7 +160,21 @@ def per_prompt_flips(scores: list[dict[str, Any]], method_of: dict[str, str],
     return flips
 
 
-SWEEP_FIELDS = ("learning_rate", "rank", "max_steps", "steps")
+def per_prompt_points(x_scores: list[dict[str, Any]], y_scores: list[dict[str, Any]],
+                      method_of: dict[str, str]) -> list[dict[str, Any]]:
+    """Mean of two per-sample metrics per (method, prompt) of one prompt set, final weights only."""
+
+    def means(scores: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+        buckets: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for row in scores:
+            if row.get("checkpoint") is None:
+                buckets[(method_of[row["run_id"]], row["prompt_id"])].append(row["value"])
+        return {key: fmean(values) for key, values in buckets.items()}
+
+    x, y = means(x_scores), means(y_scores)
+    return [{"method": m, "prompt_id": p, "x": x[(m, p)], "y": y[(m, p)]} for m, p in sorted(x) if (m, p) in y]
+
+
 
 
 def sweep_parameters(run: dict[str, Any]) -> dict[str, Any]:

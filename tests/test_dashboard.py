@@ -118,6 +118,12 @@ def test_disagreement_computes_kendall_tau_and_flips_with_links(board_db, monkey
     assert links and all(link.startswith(f"?page=Samples&task={TASK}&profile=tiny&prompt_set=") for link in links)
     if expected < 1:  # some pair must flip between clip A and clip B
         assert any(set(t.columns) >= {"metric A", "metric B"} and len(t) > 0 for t in tables)
+    scatter = tables[-1].set_index("method")
+    assert scatter.loc["xattn_ft", "x"] == pytest.approx(_overall(latest["xattn_ft"], "clip_score", "A"))
+    assert scatter.loc["xattn_ft", "y"] == pytest.approx(_overall(latest["xattn_ft"], "clip_score", "B"))
+    at.selectbox(key="scatter_y").set_value(CLIP_A).run()  # same prompt set: one point per (method, prompt)
+    points = at.dataframe[-1].value
+    assert len(points) == 50 * len(MEASURED) and (points["x"] == points["y"]).all()
 
 
 def test_disagreement_shows_a_stored_analysis_when_present(board_db, monkeypatch, tmp_path) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from harness.board import headline, metric_columns
-from harness.compare import flipped_pairs, kendall_matrix, per_prompt_flips
+from harness.compare import flipped_pairs, kendall_matrix, per_prompt_flips, per_prompt_points
 from harness.store import Store
 from panels.common import latest_runs, method_of, no_runs, profile_note, samples_link, score_columns, table
 
@@ -46,7 +46,7 @@ def render(store: Store, task: str, profile: str) -> None:
     else:
         st.info("no method pair flips between any two metrics")
     _prompt_flips(store, task, profile, runs)
-    _scatter(values)
+    _scatter(store, runs, values)
 
 
 def _stored(store: Store, task: str, profile: str) -> None:
@@ -79,17 +79,27 @@ def _prompt_flips(store: Store, task: str, profile: str, runs: list[dict[str, An
         st.info(f"no per-prompt flips on {column.label}")
 
 
-def _scatter(values: dict[str, tuple[dict[str, float], bool]]) -> None:
-    st.markdown("**Scatter of two metrics (one point per method)**")
+def _scatter(store: Store, runs: list[dict[str, Any]], values: dict[str, tuple[dict[str, float], bool]]) -> None:
+    st.markdown("**Scatter of two metrics**")
+    columns = {c.label: c for c in metric_columns(runs)}
     labels = list(values)
     if len(labels) < 2:
         st.info("only one metric stored: no scatter")
         return
     x = st.selectbox("x", labels, index=0, key="scatter_x")
     y = st.selectbox("y", labels, index=1, key="scatter_y")
-    points = [{"method": m, "x": v, "y": values[y][0][m]} for m, v in values[x][0].items() if m in values[y][0]]
-    chart = alt.Chart(pd.DataFrame(points)).mark_point(size=80, filled=True).encode(
+    cx, cy = columns[x], columns[y]
+    per_prompt = cx.prompt_set == cy.prompt_set and not cx.is_count and not cy.is_count
+    if per_prompt:
+        st.caption(f"one point per (method, prompt) of prompt set {cx.prompt_set}: per-prompt means")
+        ids = [r["run_id"] for r in runs]
+        points = per_prompt_points(store.grouped_sample_scores(ids, cx.metric, cx.prompt_set),
+                                   store.grouped_sample_scores(ids, cy.metric, cy.prompt_set), method_of(runs))
+    else:
+        st.caption("one point per method (the two metrics are not scored on the same prompts)")
+        points = [{"method": m, "x": v, "y": values[y][0][m]} for m, v in values[x][0].items() if m in values[y][0]]
+    chart = alt.Chart(pd.DataFrame(points)).mark_point(filled=True).encode(
         x=alt.X("x:Q", title=x, scale=alt.Scale(zero=False)), y=alt.Y("y:Q", title=y, scale=alt.Scale(zero=False)),
-        color="method:N", tooltip=["method", "x", "y"])
+        color="method:N", tooltip=list(points[0]) if points else None)
     st.altair_chart(chart, width="stretch")
     table(points)
