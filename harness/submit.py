@@ -39,7 +39,7 @@ def validate(spec_path: Path, tasks: list[str], profile: str, seed: int = 0) -> 
     if not tasks:
         raise SpecError("no task to run on: pass --task (registered: "
                         f"{', '.join(registry.task_files()) or 'none'})")
-    plans = [build_plan(task, str(spec_path), profile, seed) for task in tasks]  # type: ignore[arg-type]
+    plans = [build_plan(task, str(spec_path), profile, seed) for task in tasks]
     return Submission(method, spec_path, plans)
 
 
