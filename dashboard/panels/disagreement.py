@@ -33,7 +33,8 @@ def render(store: Store, task: str, profile: str) -> None:
     if len(runs) < 2:
         st.info("one method only: nothing to disagree about yet")
         return
-    st.caption("Kendall tau-b over the latest run of each method; values oriented so that 1 = same ranking")
+    st.caption("Kendall tau-b over the latest run of each method; values oriented so that 1 = same ranking; "
+               "None = undefined (fewer than two common methods, or a metric that does not vary)")
     table(kendall_matrix(values))
     st.markdown("**Method pairs whose order flips between two metrics**")
     flips = flipped_pairs(values)
