@@ -132,14 +132,15 @@ def run_command(
 ) -> None:
     """Train (under the task's budget), sample, score, and store one method on one task."""
     from harness.plan import build_plan
+    from harness.progress import RichProgress
     from harness.report import print_run
     from harness.runner import run
     from harness.store import Store
 
     plan = build_plan(task, method, _check_profile(profile), seed, model_path, data_root)
     store = Store(db)
-    with _progress() as advance:
-        outcome = run(plan, store, db.parent / "runs", force=force, progress=advance)
+    with RichProgress(err_console) as progress:
+        outcome = run(plan, store, db.parent / "runs", force=force, progress=progress)
     if outcome.status == "skipped":
         console.print(f"skipped: completed run {outcome.run_id} has plan hash {plan.plan_hash} (use --force)")
     elif outcome.status == "failed":
@@ -238,19 +239,63 @@ def disagree(
     print_disagreement(console, store.latest_disagreement(task_name, profile))
 
 
-class _progress:
-    """A rich progress bar for sampling, handed to the runner as a callback."""
+@app.command()
+@user_errors
+def submit(
+    spec: Annotated[Path, typer.Argument(help="Method spec YAML (kind: built-in or from a plugin package).")],
+    task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Task to run on (repeat); default: all.")]
+    = None,
+    profile: ProfileOpt = "tiny",
+    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+    db: DbOpt = DEFAULT_DB,
+    force: Annotated[bool, typer.Option("--force", help="Run even if a completed run has this plan.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a different registered spec of this name.")]
+    = False,
+) -> None:
+    """Validate a method spec, register it in your registry, run it on tasks, and show the leaderboards."""
+    from harness.progress import RichProgress
+    from harness.report import print_leaderboard
+    from harness.runner import run
+    from harness.store import Store
+    from harness.submit import register, validate
 
-    def __enter__(self) -> Any:
-        from rich.progress import Progress
+    submission = validate(spec, task or list(registry.task_files()), _check_profile(profile), seed)
+    target = register(submission, replace)
+    console.print(f"registered method '{submission.method.name}' (kind {submission.method.kind}) at {target}",
+                  highlight=False)
+    store, failed = Store(db), []
+    for plan in submission.plans:
+        with RichProgress(err_console, f"{plan.task.name}: ") as progress:
+            outcome = run(plan, store, db.parent / "runs", force=force, progress=progress)
+        console.print(f"{plan.task.name}: run {outcome.run_id} {outcome.status}", highlight=False)
+        if outcome.status == "failed":
+            failed.append(f"{plan.task.name}: {outcome.error} (details: {outcome.run_dir}/error.log)")
+    for plan in submission.plans:
+        print_leaderboard(console, store, plan.task.name, profile)
+    if failed:
+        fail(f"{len(failed)} run(s) failed and are stored as failed: " + "; ".join(failed), 1)
 
-        self.bar = Progress(console=err_console, transient=True)
-        self.bar.start()
-        self.task_id = self.bar.add_task("sampling", total=None)
-        return lambda n: self.bar.advance(self.task_id, n)
 
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.stop()
+@app.command()
+@user_errors
+def dashboard(
+    db: DbOpt = DEFAULT_DB,
+    port: Annotated[int, typer.Option(help="Port of the web server.")] = 8501,
+    headless: Annotated[bool, typer.Option("--headless", help="Do not open a browser.")] = False,
+) -> None:
+    """Start the Streamlit dashboard on a results database (Ctrl-C stops it)."""
+    import os
+
+    from harness.store import StoreError
+
+    app_file = registry.PROJECT_ROOT / "dashboard" / "app.py"
+    if not app_file.is_file():
+        raise BenchError(f"{app_file}: dashboard app not found (it runs from a source checkout: pip install -e .)")
+    if not db.is_file():
+        raise StoreError(f"{db}: no results database yet (run `bench run` or `bench submit` first)")
+    command = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.port", str(port),
+               "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
+    os.execve(sys.executable, command, {**os.environ, "BENCH_DB": str(db.resolve())})  # the server replaces bench
 
 
 def main() -> None:  # pragma: no cover - entry for `python -m harness.cli`

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.errors import BenchError
 from harness.specs import MethodSpec, SpecError, TaskSpec, load_method, load_task
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,9 @@ METHOD_KINDS: dict[str, str] = {
     "ti_then_ft": "harness.methods.ti_then_ft:TiThenFtMethod",
 }
 
+# Entry-point group through which installed packages add method kinds (name = kind, value = "module:Class").
+PLUGIN_GROUP = "bench.methods"
+
 
 class UnknownNameError(LookupError):
     """A task or method name that is neither registered nor a file."""
@@ -39,6 +43,20 @@ def baselines_dir() -> Path:
     return Path(os.environ.get("BENCH_BASELINES_DIR", PROJECT_ROOT / "baselines"))
 
 
+class PluginError(BenchError):
+    """A method-kind plugin that cannot be loaded or does not implement the Method contract."""
+
+    exit_code = 2
+
+
+def user_methods_dir() -> Path:
+    """The user's method registry: ``$BENCH_HOME/methods``, else ``$XDG_CONFIG_HOME/bench/methods``."""
+    if os.environ.get("BENCH_HOME"):
+        return Path(os.environ["BENCH_HOME"]) / "methods"
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "bench" / "methods"
+
+
 def _spec_files(folder: Path) -> dict[str, Path]:
     return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
 
@@ -48,9 +66,14 @@ def task_files() -> dict[str, Path]:
     return _spec_files(tasks_dir())
 
 
-def method_files() -> dict[str, Path]:
-    """Registered method names mapped to their YAML files."""
+def baseline_files() -> dict[str, Path]:
+    """Built-in method names (``baselines/``) mapped to their YAML files."""
     return _spec_files(baselines_dir())
+
+
+def method_files() -> dict[str, Path]:
+    """Registered method names mapped to their YAML files (baselines win over the user's registry)."""
+    return {**_spec_files(user_methods_dir()), **baseline_files()}
 
 
 def _unknown(kind: str, name: str, known: list[str]) -> UnknownNameError:
@@ -83,18 +106,47 @@ def get_method(name_or_path: str) -> MethodSpec:
     """A method spec by registered name or YAML path; its kind must be known."""
     path = _resolve_path("method", name_or_path, method_files())
     method = load_method(path)
-    if method.kind not in METHOD_KINDS:
+    kinds = known_kinds()
+    if method.kind not in kinds:
         raise SpecError(
             f"{path}: field 'kind': unknown method kind '{method.kind}' "
-            f"(expected one of {', '.join(sorted(METHOD_KINDS))})"
+            f"(expected one of {', '.join(kinds)}; new kinds come from packages declaring a '{PLUGIN_GROUP}' "
+            "entry point)"
         )
     return method
 
 
+def plugin_kinds() -> dict[str, Any]:
+    """Method kinds installed packages declare in the entry-point group (nothing is imported)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name not in METHOD_KINDS}
+
+
+def known_kinds() -> list[str]:
+    """Built-in and plugin method kinds."""
+    return sorted({*METHOD_KINDS, *plugin_kinds()})
+
+
 def method_class(kind: str) -> Any:
-    """Import and return the implementation class of a method kind."""
-    module_name, attribute = METHOD_KINDS[kind].split(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    """Import and return the implementation class of a method kind (built-in or plugin)."""
+    if kind in METHOD_KINDS:
+        module_name, attribute = METHOD_KINDS[kind].split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+    plugin = plugin_kinds().get(kind)
+    if plugin is None:
+        raise _unknown("method kind", kind, known_kinds())
+    try:
+        implementation = plugin.load()
+    except Exception as exc:
+        raise PluginError(f"method kind '{kind}': plugin entry point '{plugin.value}' failed to load "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    from harness.methods.base import Method
+
+    if not (isinstance(implementation, type) and issubclass(implementation, Method)):
+        raise PluginError(f"method kind '{kind}': plugin entry point '{plugin.value}' is not a subclass of "
+                          "harness.methods.base.Method")
+    return implementation
 
 
 def validate_file(path: Path) -> str:

@@ -125,6 +125,7 @@ def borrowed_adapter_run(plan: RunPlan, store: Store) -> dict[str, Any] | None:
 def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: StageTimer,
              progress: Any, adapter_run: dict[str, Any] | None = None) -> tuple[dict, list, list, list]:
     from harness import metrics, sampling
+    from harness.progress import open_stage
     from harness.prompts import plan_prompts
     from harness.registry import method_class
     from harness.training import peak_memory, train
@@ -134,7 +135,8 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
     if plan.task.data.adapter == "dreambooth":
         from harness.subjects import execute_subjects
 
-        fields, records, result = execute_subjects(plan, bundle, dataset, run_dir, timer, progress)
+        sampling_tick = open_stage(progress, "sampling (all subjects and checkpoints)", None)
+        fields, records, result = execute_subjects(plan, bundle, dataset, run_dir, timer, sampling_tick)
         memory, memory_kind = peak_memory()
         fields |= {"base_params": base_params, "peak_memory_bytes": memory, "memory_kind": memory_kind}
         return (fields, *store_rows(records, result))
@@ -151,7 +153,8 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
             trainable = method.prepare(modules)
             fields["trainable_params"] = sum(p.numel() for p in trainable)
         if plan.trains:
-            report = train(plan, bundle, dataset, method, modules)
+            step_limit = min(plan.task.budget.max_steps, plan.training.max_steps)
+            report = train(plan, bundle, dataset, method, modules, tick=open_stage(progress, "training", step_limit))
             (run_dir / "train_log.json").write_text(json.dumps(report.as_dict(), indent=2))
             adapter = method.save(modules, run_dir)
             fields |= {"steps": report.steps, "samples_seen": report.samples_seen,
@@ -162,9 +165,11 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
             fields |= {"steps": 0, "samples_seen": 0, "train_seconds": 0.0, "stopped_by": "no training"}
     with timer.stage("sample"):
         prompts = plan_prompts(plan)
-        records = sampling.generate(plan, bundle, prompts, run_dir, progress)
+        records = sampling.generate(plan, bundle, prompts, run_dir,
+                                    open_stage(progress, "sampling", sum(p.samples for p in prompts)))
     with timer.stage("score"):
-        result = metrics.score(plan, records, run_dir)
+        result = metrics.score(plan, records, run_dir,
+                               open_stage(progress, "scoring", len(plan.task.evaluation.metrics)))
     memory, memory_kind = peak_memory()
     fields |= {"peak_memory_bytes": memory, "memory_kind": memory_kind}
     return (fields, *store_rows(records, result))

@@ -7,6 +7,7 @@ aggregates, in one transaction) or marked ``failed`` with its error. Nothing is 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +63,11 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS details JSON;
 """
 
 
+LOCK_WAIT_SECONDS = 30.0  # how long to wait for another process's lock on the database file
+# Tables ``bench disagree`` writes (task and profile columns); the dashboard reads them when present.
+DISAGREEMENT_TABLES = ("disagreement_tau", "disagreement_flips")
+
+
 class StoreError(BenchError):
     exit_code = 5
 
@@ -81,10 +87,7 @@ class Store:
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no results database yet (run `bench run` first)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.Error as exc:
-            raise StoreError(f"{self.path}: cannot open results database ({str(exc).splitlines()[0]})") from None
+        con = _connect_waiting(self.path, read_only)
         if not read_only:
             con.execute(SCHEMA)
         return con
@@ -208,6 +211,73 @@ class Store:
     def sample_scores(self, run_id: str) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM sample_scores WHERE run_id = ? ORDER BY prompt_id, sample_idx", [run_id])
 
+    # --- dashboard queries (read-only) ---------------------------------------------------------
+
+    def task_profiles(self) -> list[dict[str, Any]]:
+        """Every (task, profile) with runs, and how many runs of each status it has."""
+        return self._rows(
+            "SELECT task, profile, count(*) FILTER (WHERE status = 'completed') AS completed, "
+            "count(*) FILTER (WHERE status = 'running') AS running, count(*) FILTER (WHERE status = 'failed') "
+            "AS failed FROM runs GROUP BY task, profile ORDER BY task, profile", [])
+
+    def completed_runs(self, task: str, profile: str) -> list[dict[str, Any]]:
+        """Every completed run of a task on one profile (sweeps keep them all), oldest first."""
+        return self._rows("SELECT * FROM runs WHERE task = ? AND profile = ? AND status = 'completed' "
+                          "ORDER BY finished_at", [task, profile])
+
+    def aggregates_of_runs(self, run_ids: list[str], group: str | None = None) -> list[dict[str, Any]]:
+        """Aggregate rows of several runs at once (``group='__all__'`` for overall rows only)."""
+        if not run_ids:
+            return []
+        query = "SELECT * FROM metrics WHERE list_contains(?, run_id)" + (" AND grp = ?" if group else "")
+        return self._rows(query + " ORDER BY run_id, metric, prompt_set, grp, checkpoint",
+                          [run_ids, group] if group else [run_ids])
+
+    def grouped_sample_scores(self, run_ids: list[str], metric: str, prompt_set: str) -> list[dict[str, Any]]:
+        """Per-sample scores of one metric and prompt set with each sample's group, prompt and seed."""
+        if not run_ids:
+            return []
+        return self._rows(
+            "SELECT sc.run_id, sc.prompt_set, sc.prompt_id, s.prompt, s.grp, sc.sample_idx, s.seed, sc.value, "
+            "sc.checkpoint FROM sample_scores sc JOIN samples s ON s.run_id = sc.run_id "
+            "AND s.prompt_set = sc.prompt_set AND s.prompt_id = sc.prompt_id AND s.sample_idx = sc.sample_idx "
+            "AND s.checkpoint IS NOT DISTINCT FROM sc.checkpoint "
+            "WHERE list_contains(?, sc.run_id) AND sc.metric = ? AND sc.prompt_set = ? "
+            "ORDER BY sc.run_id, sc.prompt_id, sc.sample_idx", [run_ids, metric, prompt_set])
+
+    def sample_grid(self, run_ids: list[str], prompt_set: str, sample_idx: int) -> list[dict[str, Any]]:
+        """Samples of several runs at one sample index (final weights), with every score as a dict."""
+        if not run_ids:
+            return []
+        rows = self._rows(
+            "SELECT s.*, r.method, r.run_dir, coalesce(map_from_entries(list((sc.metric, sc.value)) "
+            "FILTER (WHERE sc.metric IS NOT NULL)), MAP {}) AS scores "
+            "FROM samples s JOIN runs r ON r.run_id = s.run_id LEFT JOIN sample_scores sc ON sc.run_id = s.run_id "
+            "AND sc.prompt_set = s.prompt_set AND sc.prompt_id = s.prompt_id AND sc.sample_idx = s.sample_idx "
+            "AND sc.checkpoint IS NULL WHERE list_contains(?, s.run_id) AND s.prompt_set = ? AND s.sample_idx = ? "
+            "AND s.checkpoint IS NULL GROUP BY ALL ORDER BY s.prompt_id, r.method", [run_ids, prompt_set, sample_idx])
+        for row in rows:
+            row["scores"] = dict(row["scores"])
+        return rows
+
+    def prompt_sets(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        """Prompt sets of these runs with their groups and largest sample index."""
+        if not run_ids:
+            return []
+        return self._rows("SELECT prompt_set, list(DISTINCT grp ORDER BY grp) AS groups, max(sample_idx) AS "
+                          "max_sample_idx FROM samples WHERE list_contains(?, run_id) GROUP BY prompt_set "
+                          "ORDER BY prompt_set", [run_ids])
+
+    def stored_disagreement(self, task: str, profile: str) -> dict[str, list[dict[str, Any]]]:
+        """Kendall-tau rows and flips that ``bench disagree`` stored for a task, if those tables exist."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        tables = {row["table_name"] for row in self._rows(
+            "SELECT table_name FROM information_schema.tables", [])}
+        for table in DISAGREEMENT_TABLES:
+            if table in tables:
+                found[table] = self._rows(f"SELECT * FROM {table} WHERE task = ? AND profile = ?", [task, profile])
+        return found
+
     def _rows(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
@@ -220,6 +290,20 @@ class Store:
                 if isinstance(row.get(key), str):
                     row[key] = json.loads(row[key])
         return rows
+
+
+def _connect_waiting(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting up to LOCK_WAIT_SECONDS while another process (a run, the dashboard) holds the
+    file: DuckDB lets one writing process or several reading ones in at a time."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            first_line = str(exc).splitlines()[0]
+            if "lock" not in first_line.lower() or time.monotonic() >= deadline:
+                raise StoreError(f"{path}: cannot open results database ({first_line})") from None
+            time.sleep(0.05)
 
 
 def _jsonable(value: Any) -> Any:

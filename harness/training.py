@@ -125,11 +125,12 @@ def with_prior_half(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, modules: dict,
-          meter: BudgetMeter | None = None, on_step: Any = None) -> TrainReport:
+          meter: BudgetMeter | None = None, on_step: Any = None, tick: Any = None) -> TrainReport:
     """Train the method's parameters with the family's loss (``bundle.training_loss``) until the budget runs out.
 
     ``meter`` lets several stages (or class-image generation before them) share one budget; the stage
-    itself stops after ``step_limit`` steps of its own. ``on_step(step)`` runs after each step.
+    itself stops after ``step_limit`` steps of its own. ``on_step(step)`` runs after each step (checkpoints);
+    ``tick(1)`` too (progress reporting).
     """
     import torch
 
@@ -190,6 +191,8 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
             losses.append(float(loss.detach()))
             if on_step is not None:
                 on_step(meter.steps)
+            if tick is not None:
+                tick(1)
     for role, module in zip(roles, prepared, strict=True):
         modules[role].eval()
         accelerator.unwrap_model(module, keep_fp32_wrapper=False)  # sampling must not inherit the training autocast

@@ -2,7 +2,8 @@
 
 A method receives the base model's modules by role (``unet``, ``vae``, ``text_encoder``),
 freezes what it does not train, attaches whatever it adds, and returns the parameters the
-optimizer may touch. Third-party methods implement the same class and register a ``kind``.
+optimizer may touch. Third-party methods implement the same class and expose it through the
+``bench.methods`` entry-point group (name = kind); see docs/methods_plugins.md.
 """
 
 from __future__ import annotations

@@ -152,8 +152,8 @@ def references(plan: RunPlan) -> tuple[Any, str]:
     return _REFERENCES[plan.plan_hash]
 
 
-def score(plan: RunPlan, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
-    """Run every metric of the task on the run's samples."""
+def score(plan: RunPlan, records: list[SampleRecord], run_dir: Path, on_metric: Any = None) -> ScoreResult:
+    """Run every metric of the task on the run's samples; ``on_metric(1)`` after each, if given."""
     global _REFERENCES
     result = ScoreResult()
     _REFERENCES = {}
@@ -165,6 +165,8 @@ def score(plan: RunPlan, records: list[SampleRecord], run_dir: Path) -> ScoreRes
             part = module.score(plan, metric, records_for(metric, records), run_dir)
             result.per_sample.extend(part.per_sample)
             result.aggregates.extend(part.aggregates)
+            if on_metric is not None:
+                on_metric(1)
     finally:
         _REFERENCES = None
     result.aggregates.extend(near_black_counts(plan, records))

@@ -1,0 +1,74 @@
+"""Compare: deltas against ``frozen`` per class / subject / prompt with CIs; checkpoint curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from harness.board import REFERENCE_METHOD
+from harness.compare import checkpoint_curves, deltas_vs_reference
+from harness.store import Store
+from panels.common import latest_runs, method_of, no_runs, profile_note, score_columns, table
+
+LEVELS = {"class / subject (group)": "grp", "prompt": "prompt_id"}
+
+
+def render(store: Store, task: str, profile: str) -> None:
+    st.header(f"Compare against {REFERENCE_METHOD}: {task} ({profile})")
+    profile_note(profile)
+    runs = latest_runs(store, task, profile)
+    if not runs:
+        no_runs(task, profile)
+        return
+    reference = next((r for r in runs if r["method"] == REFERENCE_METHOD), None)
+    others = [r["method"] for r in runs if r is not reference]
+    picked = st.multiselect("Methods", others, default=others, key="compare_methods")
+    columns = score_columns(runs)
+    if reference is None:
+        st.warning(f"no '{REFERENCE_METHOD}' run on this profile to compare against: run "
+                   f"`bench run --task {task} --method {REFERENCE_METHOD} --profile {profile}`")
+    elif not columns:
+        st.info("no per-sample metric stored for these runs")
+    elif picked:
+        labels = [c.label for c in columns]
+        column = columns[labels.index(st.selectbox("Metric", labels, key="compare_metric"))]
+        level = LEVELS[st.radio("Per", list(LEVELS), horizontal=True, key="compare_level")]
+        chosen = [r for r in runs if r["method"] in picked] + [reference]
+        scores = store.grouped_sample_scores([r["run_id"] for r in chosen], column.metric, column.prompt_set)
+        deltas = deltas_vs_reference(scores, method_of(chosen), reference["run_id"], level)
+        _delta_chart(deltas, level, column.label)
+    _checkpoints(store, runs)
+
+
+def _delta_chart(deltas: list[dict[str, Any]], level: str, label: str) -> None:
+    if not deltas:
+        st.info("no per-sample scores to compare for this metric")
+        return
+    st.caption(f"delta = mean(method) - mean({REFERENCE_METHOD}) on {label}; 95% bootstrap CI; paired on "
+               "(prompt, sample index) when both runs used the same seeds")
+    frame = pd.DataFrame(deltas)
+    base = alt.Chart(frame).encode(y=alt.Y(f"{level}:N", title=None), yOffset="method:N", color="method:N")
+    bars = base.mark_bar().encode(x=alt.X("delta:Q", title=f"delta vs {REFERENCE_METHOD}"))
+    errors = base.mark_errorbar().encode(x="ci_low:Q", x2="ci_high:Q")
+    st.altair_chart(bars + errors, width="stretch")
+    table(deltas)
+
+
+def _checkpoints(store: Store, runs: list[dict[str, Any]]) -> None:
+    st.subheader("Checkpoint curves")
+    rows = store.aggregates_of_runs([r["run_id"] for r in runs], group="__all__")
+    curves = checkpoint_curves(rows, method_of(runs))
+    if not curves:
+        st.info("no method of this task was scored at several checkpoints yet (runs that store metrics per "
+                "training checkpoint show a curve here)")
+        return
+    frame = pd.DataFrame(curves)
+    frame["series"] = frame["metric"] + " [" + frame["prompt_set"] + "]"
+    for series, part in frame.groupby("series"):
+        chart = alt.Chart(part).mark_line(point=True).encode(x="checkpoint:Q", y=alt.Y("value:Q", title=series),
+                                                             color="method:N")
+        st.altair_chart(chart, width="stretch")
+    table(curves)

@@ -1,0 +1,77 @@
+"""Leaderboard: latest completed run per method of one task and one profile, ranked by one metric."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from harness.board import REFERENCE_METHOD, headline, leaderboard_rows, metric_columns
+from harness.reported import load_reported
+from harness.specs import SpecError
+from harness.store import Store
+from panels.common import latest_runs, no_runs, profile_note, table
+
+
+def render(store: Store, task: str, profile: str) -> None:
+    st.header(f"Leaderboard: {task} ({profile})")
+    profile_note(profile)
+    all_runs = store.runs(task)
+    _in_progress([r for r in all_runs if r["status"] == "running" and r["profile"] == profile])
+    runs = latest_runs(store, task, profile)
+    if not runs:
+        no_runs(task, profile)
+    else:
+        columns = metric_columns(runs)
+        rankable = [c for c in columns if not c.is_count] or columns
+        labels = [c.label for c in rankable]
+        choice = st.selectbox("Rank by", labels, key="rank_by")
+        rank_by = rankable[labels.index(choice)]
+        if not any(r["method"] == REFERENCE_METHOD for r in runs):
+            st.warning(f"no '{REFERENCE_METHOD}' run on this profile, so no gain over it: run "
+                       f"`bench run --task {task} --method {REFERENCE_METHOD} --profile {profile}`")
+        st.caption(f"Cells: value [95% CI] N. Gain = improvement over '{REFERENCE_METHOD}' on {rank_by.label}, "
+                   "positive is better; per 1k training samples seen and per minute of training.")
+        st.table(pd.DataFrame(leaderboard_rows(runs, rank_by)), hide_index=True)
+        _cards(runs)
+    _reported_hint(task)
+    _failed([r for r in all_runs if r["status"] == "failed" and r["profile"] == profile])
+
+
+def _in_progress(running: list[dict[str, Any]]) -> None:
+    if running:
+        st.info(f"{len(running)} run(s) in progress (not ranked until complete): "
+                + ", ".join(f"{r['method']} since {r['created_at']:%H:%M:%S}" for r in running))
+        table([{"method": r["method"], "status": r["status"], "started": r["created_at"], "run": r["run_id"]}
+               for r in running])
+
+
+def _cards(runs: list[dict[str, Any]]) -> None:
+    cards: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:
+        for key, row in headline(run["metrics"]).items():
+            cards.setdefault(key, row.get("card") or {})
+    with st.expander("metric cards"):
+        table([{"metric": m, "prompt set": s, **{k: v for k, v in card.items() if k != "n"}}
+               for (m, s), card in sorted(cards.items())])
+
+
+def _reported_hint(task: str) -> None:
+    try:
+        count = len(load_reported(task))
+    except SpecError as exc:
+        st.error(f"reported figures unreadable: {exc}")
+        return
+    if count:
+        st.caption(f"{count} published figures exist for {task}; they are never ranked here: see the page "
+                   "'Reported vs measured'.")
+
+
+def _failed(failed: list[dict[str, Any]]) -> None:
+    with st.expander(f"failed runs ({len(failed)})"):
+        if failed:
+            table([{"method": r["method"], "run": r["run_id"], "error": r["error"], "started": r["created_at"]}
+                   for r in failed])
+        else:
+            st.write("none")

@@ -1,0 +1,33 @@
+"""Reported vs measured: the studies' published figures beside this store's measured rows."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from harness.reported import beside_measured, load_reported, reported_dir
+from harness.specs import SpecError
+from harness.store import Store
+from panels.common import latest_runs, profile_note, table
+
+
+def render(store: Store, task: str, profile: str) -> None:
+    st.header(f"Reported vs measured: {task} ({profile})")
+    st.caption("source = reported: the figures the studies published (PROTOCOLS.md), kept as data in "
+               f"{reported_dir()}; shown for reference, never ranked")
+    profile_note(profile)
+    try:
+        figures = load_reported(task)
+    except SpecError as exc:
+        st.error(str(exc))
+        return
+    if not figures:
+        st.info(f"no reported figures for {task} (add {reported_dir() / (task + '.csv')})")
+        return
+    runs = latest_runs(store, task, profile)
+    measured = [{**row, "method": run["method"], "profile": run["profile"]}
+                for run in runs for row in store.aggregates(run["run_id"])]
+    rows = beside_measured(figures, measured)
+    matched = sum(r["measured"] is not None for r in rows)
+    st.caption(f"{matched} of {len(rows)} reported figures have a measured counterpart on profile {profile}; "
+               "measured values are converted to the figure's scale")
+    table(rows)

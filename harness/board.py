@@ -1,0 +1,131 @@
+"""Leaderboard tables from stored runs: a column per metric with CI and N and direction, budget
+spent, and improvement over ``frozen`` per unit of budget. One profile per table, always."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ALL = "__all__"
+COUNT_METRICS = ("near_black_count", "faceless_count")
+REFERENCE_METHOD = "frozen"
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """One (metric, prompt set) of a task and which way is better."""
+
+    metric: str
+    prompt_set: str
+    higher_is_better: bool
+
+    @property
+    def label(self) -> str:
+        arrow = "↑ higher is better" if self.higher_is_better else "↓ lower is better"
+        return f"{self.metric} [{self.prompt_set}] ({arrow})"
+
+    @property
+    def is_count(self) -> bool:
+        return self.metric in COUNT_METRICS
+
+
+def headline(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Overall row per (metric, prompt set): the final weights' row, else the latest checkpoint's."""
+    picked: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row["grp"] != ALL:
+            continue
+        key = (row["metric"], row["prompt_set"])
+        current = picked.get(key)
+        if current is None or _checkpoint_rank(row) > _checkpoint_rank(current):
+            picked[key] = row
+    return picked
+
+
+def _checkpoint_rank(row: dict[str, Any]) -> float:
+    return float("inf") if row.get("checkpoint") is None else float(row["checkpoint"])
+
+
+def metric_columns(runs: list[dict[str, Any]]) -> list[MetricColumn]:
+    """Every (metric, prompt set) the runs were scored on; score metrics first, counts last."""
+    found: dict[tuple[str, str], bool] = {}
+    for run in runs:
+        for key, row in headline(run["metrics"]).items():
+            card = row.get("card") or {}
+            found[key] = bool(card.get("higher_is_better", key[0] not in COUNT_METRICS))
+    columns = [MetricColumn(m, s, hib) for (m, s), hib in found.items()]
+    return sorted(columns, key=lambda c: (c.is_count, c.metric, c.prompt_set))
+
+
+def format_cell(row: dict[str, Any] | None, column: MetricColumn) -> str:
+    """``0.2452 [0.2401, 0.2503] N=50``; counts as ``3 of 50``; a missing CI is said, not hidden."""
+    if row is None:
+        return "n/a"
+    if column.is_count:
+        return f"{int(row['value'])} of {row['n']}"
+    ci = "no CI" if row.get("ci_low") is None else f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+    suffix = f" @ckpt {row['checkpoint']}" if row.get("checkpoint") is not None else ""
+    return f"{row['value']:.4f} {ci} N={row['n']}{suffix}"
+
+
+def _fmt_bytes(value: int | None, empty: str = "n/a") -> str:
+    if not value:
+        return empty
+    return f"{value / 2**10:,.1f} KiB" if value < 2**20 else f"{value / 2**20:,.1f} MiB"
+
+
+def _signed(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:+.{digits}f}"
+
+
+def rank_key(run: dict[str, Any], column: MetricColumn) -> float:
+    """Sort key: best first by the column's direction; runs without the metric go last."""
+    row = headline(run["metrics"]).get((column.metric, column.prompt_set))
+    if row is None:
+        return float("inf")
+    return -row["value"] if column.higher_is_better else row["value"]
+
+
+def improvement(run: dict[str, Any], reference: dict[str, Any] | None, column: MetricColumn) -> dict[str, Any]:
+    """Gain over the reference run on a column (positive = better) and that gain per unit of budget."""
+    empty = {"gain": None, "per_1k_samples": None, "per_train_minute": None}
+    if reference is None:
+        return empty
+    key = (column.metric, column.prompt_set)
+    mine, base = headline(run["metrics"]).get(key), headline(reference["metrics"]).get(key)
+    if mine is None or base is None:
+        return empty
+    gain = (mine["value"] - base["value"]) * (1 if column.higher_is_better else -1)
+    samples, seconds = run.get("samples_seen") or 0, run.get("train_seconds") or 0.0
+    return {"gain": gain, "per_1k_samples": gain / samples * 1000 if samples else None,
+            "per_train_minute": gain / seconds * 60 if seconds else None}
+
+
+def leaderboard_rows(runs: list[dict[str, Any]], rank_by: MetricColumn) -> list[dict[str, Any]]:
+    """Display rows of one profile's runs, ranked by ``rank_by``; the frozen run is the reference."""
+    profiles = {run["profile"] for run in runs}
+    if len(profiles) > 1:
+        raise ValueError(f"refusing to rank profiles together: {sorted(profiles)}")
+    reference = next((r for r in runs if r["method"] == REFERENCE_METHOD), None)
+    columns = metric_columns(runs)
+    rows = []
+    for rank, run in enumerate(sorted(runs, key=lambda r: (rank_key(r, rank_by), r["method"])), start=1):
+        picked = headline(run["metrics"])
+        gain = improvement(run, reference, rank_by)
+        share = run["trainable_params"] / run["base_params"] if run.get("base_params") else None
+        row = {"rank": rank, "method": run["method"], "kind": run["method_kind"]}
+        row |= {c.label: format_cell(picked.get((c.metric, c.prompt_set)), c) for c in columns}
+        row |= {
+            f"gain over {REFERENCE_METHOD}": "reference" if run is reference else _signed(gain["gain"]),
+            "gain per 1k samples": _signed(gain["per_1k_samples"]),
+            "gain per train-minute": _signed(gain["per_train_minute"]),
+            "steps": run.get("steps"), "samples seen": run.get("samples_seen"),
+            "train s": f"{run.get('train_seconds') or 0.0:.1f}", "stopped by": run.get("stopped_by"),
+            "trainable params": run.get("trainable_params"),
+            "trainable %": "n/a" if share is None else f"{100 * share:.4f}",
+            "adapter": _fmt_bytes(run.get("adapter_bytes"), empty="none"),
+            "peak memory": f"{_fmt_bytes(run.get('peak_memory_bytes'))} ({run.get('memory_kind') or 'n/a'})",
+            "seed": run.get("seed"), "run": run["run_id"],
+        }
+        rows.append(row)
+    return rows
