@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser import Browser, chromium_binary
+from tests.browser import Browser, chromium_binary
 from PIL import Image, ImageStat
 
 pytestmark = pytest.mark.skipif(chromium_binary() is None,
