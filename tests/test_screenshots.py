@@ -15,11 +15,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.browser import Browser, chromium_binary
 from PIL import Image, ImageStat
 
-pytestmark = pytest.mark.skipif(chromium_binary() is None,
-                                reason="needs Debian's chromium (apt-get install -y chromium; .ci/run installs it)")
+from tests.browser import Browser, chromium_binary
+
+# Outside CI a machine without Chromium skips this test; under CI (CI=true) a missing browser fails it.
+pytestmark = pytest.mark.skipif(chromium_binary() is None and os.environ.get("CI") != "true",
+                                reason="needs Debian's chromium (scripts/test installs it when it can)")
 
 
 def _free_port() -> int:
