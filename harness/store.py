@@ -189,12 +189,13 @@ class Store:
         return self._rows(query, [task] if task else [])
 
     def leaderboard(self, task: str, profile: str | None = None) -> list[dict[str, Any]]:
-        """Latest completed run per (method, profile) of a task, with its overall aggregates."""
+        """Latest completed run per (method, profile, sweep overrides) of a task, with its overall aggregates."""
         where = "task = ? AND status = 'completed'" + (" AND profile = ?" if profile else "")
         params = [task, profile] if profile else [task]
         latest = self._rows(
-            f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY method, profile ORDER BY finished_at DESC)"
-            f" AS rn FROM runs WHERE {where}) WHERE rn = 1 ORDER BY profile, method", params)
+            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY method, profile, "
+            f"CAST(json_extract(plan, '$.overrides') AS VARCHAR) ORDER BY finished_at DESC) AS rn FROM runs "
+            f"WHERE {where}) WHERE rn = 1 ORDER BY profile, method", params)
         for run in latest:
             # headline rows only: per-checkpoint rows (checkpoint not NULL) stay out of the leaderboard
             run["metrics"] = [m for m in self.aggregates(run["run_id"], group="__all__") if m["checkpoint"] is None]
