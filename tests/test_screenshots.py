@@ -15,8 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.browser import Browser, chromium_binary
 from PIL import Image, ImageStat
+
+from tests.browser import Browser, chromium_binary
 
 pytestmark = pytest.mark.skipif(chromium_binary() is None,
                                 reason="needs Debian's chromium (apt-get install -y chromium; .ci/run installs it)")
