@@ -77,14 +77,18 @@ def deltas_vs_reference(scores: list[dict[str, Any]], method_of: dict[str, str],
 
 
 def checkpoint_curves(rows: list[dict[str, Any]], method_of: dict[str, str]) -> list[dict[str, Any]]:
-    """Overall metric rows at explicit checkpoints, for methods scored at two or more of them."""
+    """Overall metric rows at explicit checkpoints, for methods scored at two or more of them; ``headline``
+    marks the checkpoint the run's headline rows (checkpoint NULL, card ``headline_checkpoint``) repeat."""
     picked = [r for r in rows if r.get("checkpoint") is not None and r["grp"] == "__all__"]
+    chosen = {(r["run_id"], r["metric"], r["prompt_set"]): (r.get("card") or {}).get("headline_checkpoint")
+              for r in rows if r.get("checkpoint") is None and r["grp"] == "__all__"}
     counts: dict[tuple[str, str, str], set[int]] = defaultdict(set)
     for row in picked:
         counts[(row["run_id"], row["metric"], row["prompt_set"])].add(row["checkpoint"])
     return [{"method": method_of[r["run_id"]], "metric": r["metric"], "prompt_set": r["prompt_set"],
              "checkpoint": r["checkpoint"], "value": r["value"], "ci_low": r.get("ci_low"),
-             "ci_high": r.get("ci_high"), "n": r["n"]}
+             "ci_high": r.get("ci_high"), "n": r["n"],
+             "headline": chosen.get((r["run_id"], r["metric"], r["prompt_set"])) == r["checkpoint"]}
             for r in picked if len(counts[(r["run_id"], r["metric"], r["prompt_set"])]) >= 2]
 
 

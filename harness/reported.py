@@ -113,7 +113,7 @@ def beside_measured(figures: list[ReportedFigure], measured: list[dict[str, Any]
             "prompt set": fig.prompt_set,
             "group": "mean (all)" if fig.group == "__all__" else fig.group, "scale": fig.scale,
             "reported": fig.value,
-            "measured": None if match is None else round(match["value"] * factor, 6),
+            "measured": None if match is None or match["value"] is None else round(match["value"] * factor, 6),
             "measured N": None if match is None else match["n"],
             "measured profile": None if match is None else match["profile"],
             "measured run": None if match is None else match["run_id"],

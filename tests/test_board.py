@@ -24,15 +24,23 @@ def test_reported_files_hold_the_published_figures() -> None:
     lora64 = figures[("deepfashion", "lora_unet_r64", "clip_score", "test", "__all__")]
     assert (lora64.value, lora64.scale) == (23.29, "x100")
     assert figures[("dreambooth_subjects", "ti_then_ft", "dino", "simple", "__all__")].value == 0.718
+    face = load_reported("face_identity")
+    assert {(f.method, f.prompt_set) for f in face} == {("flux_lora", "identity")}
+    assert {f.metric for f in face} == {"clip_score_all_pairs", "face_distance"}  # the study's CLIP is all-pairs
+    assert len(face) == 8 and {tuple(sorted(f.overrides.items())) for f in face} >= {
+        (("lr", 5e-4), ("rank", 16), ("schedule", "cosine"), ("steps", 1000))}
 
 
 def test_bad_reported_row_names_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "cifar_alignment.csv"
-    path.write_text(HEADER + "cifar_alignment,frozen,clip_score,A,cat,0.2,raw,ok\n"
-                    "cifar_alignment,frozen,clip_score,A,dog,high,raw,bad\n")
+    path.write_text(HEADER + "cifar_alignment,frozen,,clip_score,A,cat,0.2,raw,ok\n"
+                    "cifar_alignment,frozen,,clip_score,A,dog,high,raw,bad\n")
     with pytest.raises(SpecError, match=rf"^{path}:3: field 'value'"):
         read_file(path)
-    path.write_text(HEADER + "deepfashion,frozen,fid,test,__all__,1.0,raw,wrong file\n")
+    path.write_text(HEADER + "cifar_alignment,x,lr=fast,clip_score,A,cat,0.2,raw,bad\n")
+    with pytest.raises(SpecError, match=rf"^{path}:2: field 'overrides'.*values of 'lr' must be floats"):
+        read_file(path)
+    path.write_text(HEADER + "deepfashion,frozen,,fid,test,__all__,1.0,raw,wrong file\n")
     with pytest.raises(SpecError, match="every row must be 'cifar_alignment'"):
         load_reported(folder=tmp_path)
     path.write_text("task,method,value\n")

@@ -68,7 +68,9 @@ def _checkpoints(store: Store, runs: list[dict[str, Any]]) -> None:
     frame = pd.DataFrame(curves)
     frame["series"] = frame["metric"] + " [" + frame["prompt_set"] + "]"
     for series, part in frame.groupby("series"):
-        chart = alt.Chart(part).mark_line(point=True).encode(x="checkpoint:Q", y=alt.Y("value:Q", title=series),
-                                                             color="method:N")
+        chart = alt.Chart(part).mark_line(point=True).encode(
+            x="checkpoint:Q", y=alt.Y("value:Q", title=series, scale=alt.Scale(zero=False)), color="method:N",
+            tooltip=["method", "checkpoint", "value", "n", "headline"])
         st.altair_chart(chart, width="stretch")
+    st.caption("headline = the checkpoint the run's headline rows repeat (the leaderboard shows those)")
     table(curves)

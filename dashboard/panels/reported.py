@@ -38,7 +38,7 @@ def render(store: Store, task: str, profile: str) -> None:
                  "profile": run["profile"]}
                 for run in runs for row in store.aggregates(run["run_id"])]
     rows = beside_measured(figures, measured)
-    matched = sum(r["measured"] is not None for r in rows)
+    matched = sum(r["measured run"] is not None for r in rows)
     st.caption(f"{matched} of {len(rows)} reported figures have a measured counterpart on profile {profile} "
                "(same method, sweep overrides, metric, prompt set and group; headline rows); measured values "
                "are converted to the figure's scale")

@@ -39,7 +39,7 @@ def render(store: Store, task: str, profile: str) -> None:
         run["metrics"], run["params"] = metrics[run["run_id"]], sweep_parameters(run)
     kinds = swept(runs)
     if not kinds:
-        st.info(f"no sweep stored for {task} on {profile}: learning rate, rank and steps do not vary across "
+        st.info(f"no sweep stored for {task} on {profile}: lr, rank, steps and schedule do not vary across "
                 "the runs of any method kind")
         return
     kind = st.selectbox("Method kind", sorted(kinds), key="sweep_kind")
@@ -56,7 +56,7 @@ def render(store: Store, task: str, profile: str) -> None:
                            "ci_low": row.get("ci_low"), "ci_high": row.get("ci_high"), "n": row["n"],
                            **{k: v for k, v in run["params"].items() if k != x}, "run": run["run_id"]})
     numeric = all(isinstance(p[x], int | float) for p in points)
-    scale = alt.Scale(type="log") if x == "learning_rate" else alt.Scale(zero=False)
+    scale = alt.Scale(type="log") if x == "lr" else alt.Scale(zero=False)
     chart = alt.Chart(pd.DataFrame(points)).mark_point(size=80, filled=True).encode(
         x=alt.X(f"{x}:{'Q' if numeric else 'N'}", scale=scale), y=alt.Y("value:Q", title=column.label,
                                                                         scale=alt.Scale(zero=False)),
