@@ -145,8 +145,10 @@ def leaderboard_rows(runs: list[dict[str, Any]], rank_by: MetricColumn) -> list[
             "trainable %": "n/a" if share is None else f"{100 * share:.4f}",
             "adapter": _fmt_bytes(run.get("adapter_bytes"), empty="none"),
             "peak memory": f"{_fmt_bytes(run.get('peak_memory_bytes'))} ({run.get('memory_kind') or 'n/a'})",
-            "budget of": run.get("budget_of") or "this run", "seed": run.get("seed"), "run": run["run_id"],
+            "seed": run.get("seed"), "run": run["run_id"],
         }
+        if any(r.get("budget_of") for r in runs):
+            row["budget of"] = run.get("budget_of") or "this run"
         rows.append(row)
     return rows
 

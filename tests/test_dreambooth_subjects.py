@@ -254,7 +254,7 @@ def test_every_method_completes_with_per_subject_and_overall_rows(subject_runs: 
     for method, outcome in subject_runs["outcomes"].items():
         assert outcome.status == "completed", (method, outcome.error)
         headline = [a for a in store.aggregates(outcome.run_id) if a["checkpoint"] is None
-                    and a["metric"] == "clip_score"]
+                    and a["metric"] == "clip_t"]
         cells = {(a["prompt_set"], a["grp"]): a["n"] for a in headline}
         assert cells == {("diverse", "red_star_toy"): 3, ("diverse", "spotted_dog"): 3, ("diverse", ALL): 6,
                          ("simple", "red_star_toy"): 2, ("simple", "spotted_dog"): 2, ("simple", ALL): 4}, method
@@ -304,14 +304,14 @@ def test_ti_then_ft_scores_every_checkpoint_and_records_the_headline(subject_run
     [row] = [r for r in store.runs(TASK) if r["run_id"] == run_id]
     assert row["details"]["headline"] == {"rule": {"rule": "final"}, "checkpoint": 4, "checkpoints": [2, 4]}
     overall = {(a["checkpoint"], a["prompt_set"]): a for a in store.aggregates(run_id, group=ALL)
-               if a["metric"] == "clip_score"}
+               if a["metric"] == "clip_t"}
     assert set(overall) == {(c, s) for c in (2, 4, None) for s in ("diverse", "simple")}
     for prompt_set in ("diverse", "simple"):
         assert overall[(None, prompt_set)]["value"] == overall[(4, prompt_set)]["value"]
         assert overall[(None, prompt_set)]["card"]["headline_checkpoint"] == 4
     files = {s["checkpoint"]: s["file"] for s in store.samples(run_id)}
     assert files[2].startswith("checkpoints/step_00002/") and files[None].startswith("checkpoints/step_00004/")
-    scores = store.sample_scores(run_id)
+    scores = [s for s in store.sample_scores(run_id) if s["metric"] == "clip_t"]
     assert {s["checkpoint"] for s in scores} == {2, 4, None} and len(scores) == 3 * 10
 
 
