@@ -106,6 +106,8 @@ def test_fid_kid_cells_show_direction_ci_std_and_caveat_flags(study_db: dict, mo
     assert "biased_small_n" in cell and "random_init" in cell and "cache" not in cell
     kid_cell = board.loc["lora_unet_r1", "kid [test] (↓ lower is better)"]
     assert kid["std"] is not None and kid_cell.startswith(f"{kid['value']:.4f} sd={kid['std']:.3g} [")
+    compare = _app(study_db["db"], "Compare", "deepfashion", monkeypatch)  # deltas need per-image scores
+    assert compare.selectbox(key="compare_metric").options == ["clip_score [test] (↑ higher is better)"]
 
 
 def test_evaluation_only_task_carries_the_adapter_training_budget(study_db: dict, monkeypatch) -> None:

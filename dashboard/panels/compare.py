@@ -26,7 +26,8 @@ def render(store: Store, task: str, profile: str) -> None:
     reference = next((r for r in runs if r["method"] == REFERENCE_METHOD), None)
     others = [r["method"] for r in runs if r is not reference]
     picked = st.multiselect("Methods", others, default=others, key="compare_methods")
-    columns = score_columns(runs)
+    per_image = {(r["metric"], r["prompt_set"]) for r in store.per_image_metrics([r["run_id"] for r in runs])}
+    columns = [c for c in score_columns(runs) if (c.metric, c.prompt_set) in per_image]  # FID/KID: set metrics
     if reference is None:
         st.warning(f"no '{REFERENCE_METHOD}' run on this profile to compare against: run "
                    f"`bench run --task {task} --method {REFERENCE_METHOD} --profile {profile}`")
