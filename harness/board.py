@@ -8,6 +8,12 @@ from typing import Any
 
 ALL = "__all__"
 COUNT_METRICS = ("near_black_count", "faceless_count")
+# Direction when a row's card does not say (cards written by the metrics do): lower is better for these.
+LOWER_IS_BETTER = ("fid", "kid", "face_distance", *COUNT_METRICS)
+# Card flags worth showing in a cell (cache hits and misses are bookkeeping, not caveats).
+QUIET_FLAGS = ("reference_cache_hit", "reference_cache_miss")
+BUDGET_FIELDS = ("steps", "samples_seen", "train_seconds", "stopped_by", "trainable_params", "peak_memory_bytes",
+                 "memory_kind")
 REFERENCE_METHOD = "frozen"
 
 
@@ -52,20 +58,32 @@ def metric_columns(runs: list[dict[str, Any]]) -> list[MetricColumn]:
     for run in runs:
         for key, row in headline(run["metrics"]).items():
             card = row.get("card") or {}
-            found[key] = bool(card.get("higher_is_better", key[0] not in COUNT_METRICS))
+            found[key] = bool(card.get("higher_is_better", key[0] not in LOWER_IS_BETTER))
     columns = [MetricColumn(m, s, hib) for (m, s), hib in found.items()]
     return sorted(columns, key=lambda c: (c.is_count, c.metric, c.prompt_set))
 
 
 def format_cell(row: dict[str, Any] | None, column: MetricColumn) -> str:
-    """``0.2452 [0.2401, 0.2503] N=50``; counts as ``3 of 50``; a missing CI is said, not hidden."""
+    """``0.2452 [0.2401, 0.2503] N=50``; counts as ``3 of 50``; a missing CI is said, not hidden; a
+    stored std (KID) as ``sd=..``; images left out (faceless) as ``k of N scored``; caveat flags last."""
     if row is None:
         return "n/a"
     if column.is_count:
         return f"{int(row['value'])} of {row['n']}"
+    card = row.get("card") or {}
+    scored = card.get("n_scored")
+    partial = f" ({scored} of {row['n']} scored)" if scored is not None and scored != row["n"] else ""
+    if row["value"] is None:
+        return f"no value N={row['n']}{partial or ' (none scored)'}"
     ci = "no CI" if row.get("ci_low") is None else f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+    std = f" sd={row['std']:.3g}" if row.get("std") is not None else ""
     suffix = f" @ckpt {row['checkpoint']}" if row.get("checkpoint") is not None else ""
-    return f"{row['value']:.4f} {ci} N={row['n']}{suffix}"
+    if card.get("headline_checkpoint") is not None:
+        rule = (card.get("headline_rule") or {}).get("rule", "?")
+        suffix += f" (headline: step {card['headline_checkpoint']}, rule {rule})"
+    flags = [f for f in card.get("flags") or [] if f not in QUIET_FLAGS]
+    caveats = f" [{', '.join(flags)}]" if flags else ""
+    return f"{row['value']:.4f}{std} {ci} N={row['n']}{partial}{suffix}{caveats}"
 
 
 def _fmt_bytes(value: int | None, empty: str = "n/a") -> str:
@@ -81,7 +99,7 @@ def _signed(value: float | None, digits: int = 4) -> str:
 def rank_key(run: dict[str, Any], column: MetricColumn) -> float:
     """Sort key: best first by the column's direction; runs without the metric go last."""
     row = headline(run["metrics"]).get((column.metric, column.prompt_set))
-    if row is None:
+    if row is None or row["value"] is None:
         return float("inf")
     return -row["value"] if column.higher_is_better else row["value"]
 
@@ -93,7 +111,7 @@ def improvement(run: dict[str, Any], reference: dict[str, Any] | None, column: M
         return empty
     key = (column.metric, column.prompt_set)
     mine, base = headline(run["metrics"]).get(key), headline(reference["metrics"]).get(key)
-    if mine is None or base is None:
+    if mine is None or base is None or mine["value"] is None or base["value"] is None:
         return empty
     gain = (mine["value"] - base["value"]) * (1 if column.higher_is_better else -1)
     samples, seconds = run.get("samples_seen") or 0, run.get("train_seconds") or 0.0
@@ -114,6 +132,8 @@ def leaderboard_rows(runs: list[dict[str, Any]], rank_by: MetricColumn) -> list[
         gain = improvement(run, reference, rank_by)
         share = run["trainable_params"] / run["base_params"] if run.get("base_params") else None
         row = {"rank": rank, "method": run["method"], "kind": run["method_kind"]}
+        if any(_overrides(r) for r in runs):
+            row["sweep cell"] = ", ".join(f"{k}={v}" for k, v in sorted(_overrides(run).items()))
         row |= {c.label: format_cell(picked.get((c.metric, c.prompt_set)), c) for c in columns}
         row |= {
             f"gain over {REFERENCE_METHOD}": "reference" if run is reference else _signed(gain["gain"]),
@@ -127,5 +147,20 @@ def leaderboard_rows(runs: list[dict[str, Any]], rank_by: MetricColumn) -> list[
             "peak memory": f"{_fmt_bytes(run.get('peak_memory_bytes'))} ({run.get('memory_kind') or 'n/a'})",
             "seed": run.get("seed"), "run": run["run_id"],
         }
+        if any(r.get("budget_of") for r in runs):
+            row["budget of"] = run.get("budget_of") or "this run"
         rows.append(row)
     return rows
+
+
+def _overrides(run: dict[str, Any]) -> dict[str, Any]:
+    return (run.get("plan") or {}).get("overrides") or {}
+
+
+def with_borrowed_budget(run: dict[str, Any], source: dict[str, Any] | None) -> dict[str, Any]:
+    """An evaluation-only run (it scores another task's adapter) carries the budget of the run that trained
+    that adapter, so gain per unit of budget counts the training it took; ``budget_of`` names the source."""
+    if source is None or source["run_id"] == run["run_id"]:
+        return run
+    return {**run, **{k: source.get(k) for k in BUDGET_FIELDS},
+            "budget_of": f"{source['task']} run {source['run_id']}"}

@@ -1,11 +1,11 @@
-"""Comparisons computed from stored scores: deltas against ``frozen`` with bootstrap CIs, Kendall tau
-between metrics over methods, rank flips, and the swept parameters of runs."""
+"""Comparisons computed from stored scores: deltas against ``frozen`` with bootstrap CIs, checkpoint
+curves, per-prompt points of two metrics, and the swept parameters of runs. (Kendall tau and rank
+flips are ``harness.disagree``'s, stored by ``bench disagree``.)"""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from itertools import combinations
 from statistics import fmean
 from typing import Any
 
@@ -77,87 +77,19 @@ def deltas_vs_reference(scores: list[dict[str, Any]], method_of: dict[str, str],
 
 
 def checkpoint_curves(rows: list[dict[str, Any]], method_of: dict[str, str]) -> list[dict[str, Any]]:
-    """Overall metric rows at explicit checkpoints, for methods scored at two or more of them."""
+    """Overall metric rows at explicit checkpoints, for methods scored at two or more of them; ``headline``
+    marks the checkpoint the run's headline rows (checkpoint NULL, card ``headline_checkpoint``) repeat."""
     picked = [r for r in rows if r.get("checkpoint") is not None and r["grp"] == "__all__"]
+    chosen = {(r["run_id"], r["metric"], r["prompt_set"]): (r.get("card") or {}).get("headline_checkpoint")
+              for r in rows if r.get("checkpoint") is None and r["grp"] == "__all__"}
     counts: dict[tuple[str, str, str], set[int]] = defaultdict(set)
     for row in picked:
         counts[(row["run_id"], row["metric"], row["prompt_set"])].add(row["checkpoint"])
     return [{"method": method_of[r["run_id"]], "metric": r["metric"], "prompt_set": r["prompt_set"],
              "checkpoint": r["checkpoint"], "value": r["value"], "ci_low": r.get("ci_low"),
-             "ci_high": r.get("ci_high"), "n": r["n"]}
+             "ci_high": r.get("ci_high"), "n": r["n"],
+             "headline": chosen.get((r["run_id"], r["metric"], r["prompt_set"])) == r["checkpoint"]}
             for r in picked if len(counts[(r["run_id"], r["metric"], r["prompt_set"])]) >= 2]
-
-
-def _oriented(values: dict[str, float], higher_is_better: bool) -> dict[str, float]:
-    return {k: v if higher_is_better else -v for k, v in values.items()}
-
-
-def kendall_matrix(columns: dict[str, tuple[dict[str, float], bool]]) -> list[dict[str, Any]]:
-    """Kendall tau (scipy, tau-b) between every two metric columns over the methods both scored.
-
-    ``columns`` maps a label to (method -> value, higher_is_better); values are oriented so that
-    tau = 1 means the two metrics rank the methods identically. Undefined tau (fewer than two
-    common methods, or a constant column) is None.
-    """
-    from scipy.stats import kendalltau
-
-    rows = []
-    for label_a, (values_a, hib_a) in columns.items():
-        row: dict[str, Any] = {"metric": label_a}
-        for label_b, (values_b, hib_b) in columns.items():
-            common = sorted(set(values_a) & set(values_b))
-            a, b = _oriented(values_a, hib_a), _oriented(values_b, hib_b)
-            tau = None
-            if len(common) >= 2:
-                tau = _finite(kendalltau([a[m] for m in common], [b[m] for m in common]).statistic)
-            row[label_b] = tau
-        rows.append(row)
-    return rows
-
-
-def flipped_pairs(columns: dict[str, tuple[dict[str, float], bool]]) -> list[dict[str, Any]]:
-    """Method pairs that one metric orders one way and another metric the other way."""
-    flips = []
-    for (label_a, (values_a, hib_a)), (label_b, (values_b, hib_b)) in combinations(columns.items(), 2):
-        a, b = _oriented(values_a, hib_a), _oriented(values_b, hib_b)
-        for first, second in combinations(sorted(set(a) & set(b)), 2):
-            if (a[first] - a[second]) * (b[first] - b[second]) < 0:
-                winner_a = first if a[first] > a[second] else second
-                winner_b = first if b[first] > b[second] else second
-                flips.append({"metric A": label_a, "metric B": label_b, "method 1": first, "method 2": second,
-                              "better by A": winner_a, "better by B": winner_b})
-    return flips
-
-
-def per_prompt_flips(scores: list[dict[str, Any]], method_of: dict[str, str],
-                     higher_is_better: bool) -> list[dict[str, Any]]:
-    """Prompts on which a method pair's order is the reverse of its order over the whole prompt set."""
-    per_prompt: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    overall: dict[str, list[float]] = defaultdict(list)
-    prompt_text: dict[str, str] = {}
-    for row in scores:
-        if row.get("checkpoint") is not None:
-            continue
-        method = method_of[row["run_id"]]
-        value = row["value"] if higher_is_better else -row["value"]
-        per_prompt[row["prompt_id"]][method].append(value)
-        overall[method].append(value)
-        prompt_text[row["prompt_id"]] = row["prompt"]
-    means = {m: fmean(v) for m, v in overall.items()}
-    flips = []
-    for first, second in combinations(sorted(means), 2):
-        if means[first] == means[second]:
-            continue
-        overall_winner = first if means[first] > means[second] else second
-        for prompt_id, by_method in sorted(per_prompt.items()):
-            if first not in by_method or second not in by_method:
-                continue
-            one, two = fmean(by_method[first]), fmean(by_method[second])
-            if (one - two) * (means[first] - means[second]) < 0:
-                flips.append({"prompt_id": prompt_id, "prompt": prompt_text[prompt_id], "method 1": first,
-                              "method 2": second, "better overall": overall_winner,
-                              "better on this prompt": first if one > two else second})
-    return flips
 
 
 def per_prompt_points(x_scores: list[dict[str, Any]], y_scores: list[dict[str, Any]],
@@ -175,23 +107,15 @@ def per_prompt_points(x_scores: list[dict[str, Any]], y_scores: list[dict[str, A
     return [{"method": m, "prompt_id": p, "x": x[(m, p)], "y": y[(m, p)]} for m, p in sorted(x) if (m, p) in y]
 
 
-
-
 def sweep_parameters(run: dict[str, Any]) -> dict[str, Any]:
-    """Swept parameters of a run: resolved training fields, method params, the stored plan's
-    ``overrides`` (flattened, they win), and the steps actually spent."""
+    """Swept parameters of a run under ``bench sweep``'s names (lr, rank, steps, schedule): the stored
+    plan's ``overrides`` where it is a sweep cell, else the resolved recipe; plus ``steps run`` (steps
+    actually spent: a budget can stop a run before its planned steps)."""
     plan = run.get("plan") or {}
     training = plan.get("training") or {}
     params = (plan.get("method") or {}).get("params") or {}
-    found: dict[str, Any] = {"learning_rate": training.get("learning_rate"), "max_steps": training.get("max_steps"),
-                             "rank": params.get("rank"), "steps": run.get("steps")}
-    found |= _flatten(plan.get("overrides") or {})
+    found: dict[str, Any] = {"lr": training.get("learning_rate"), "rank": params.get("rank"),
+                             "steps": training.get("max_steps"), "schedule": training.get("lr_schedule")}
+    found |= plan.get("overrides") or {}
+    found["steps run"] = run.get("steps")
     return {k: v for k, v in found.items() if v is not None}
-
-
-def _flatten(data: dict[str, Any]) -> dict[str, Any]:
-    """Leaf keys of nested overrides (``training.learning_rate`` -> ``learning_rate``)."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        flat |= _flatten(value) if isinstance(value, dict) else {key: value}
-    return flat

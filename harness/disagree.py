@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import BenchError
-from harness.store import Store
+from harness.store import Store, run_label
 
 ALL = "__all__"
 SKIP_METRICS = ("near_black_count", "faceless_count")
@@ -100,13 +100,13 @@ def collect(store: Store, task: str, profile: str) -> tuple[dict[str, str], list
     if len(runs) < 2:
         raise DisagreementError(f"task '{task}' has {len(runs)} completed run(s) on profile '{profile}'; "
                                 "disagreement needs at least two methods (run more with `bench run`)")
-    run_ids = {r["method"]: r["run_id"] for r in runs}
+    run_ids = {run_label(r): r["run_id"] for r in runs}
     rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
     for run in runs:
         for m in run["metrics"]:
             if m["metric"] in SKIP_METRICS or m["prompt_set"] in SKIP_SETS or m["value"] is None:
                 continue
-            rows[(m["metric"], m["prompt_set"])][run["method"]] = m
+            rows[(m["metric"], m["prompt_set"])][run_label(run)] = m
     scores: dict[str, list[dict[str, Any]]] = {method: store.sample_scores(rid) for method, rid in run_ids.items()}
     rankings = []
     for (metric, prompt_set), by_method in sorted(rows.items()):

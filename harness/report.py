@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness.store import Store
+from harness.store import Store, run_label
 
 ALL = "__all__"
 ANCHOR_SET = "real_vs_real"
@@ -156,12 +156,6 @@ def _columns(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return ordered
 
 
-def method_label(run: dict[str, Any]) -> str:
-    """The method's name, with its sweep-cell overrides when the run is one (``flux_lora lr=0.001 rank=8``)."""
-    overrides = (run.get("plan") or {}).get("overrides") or {}
-    return " ".join([run["method"], *(f"{k}={v}" for k, v in sorted(overrides.items()))])
-
-
 def print_leaderboard(console: Console, store: Store, task: str, profile: str | None) -> None:
     """One table per profile (tiny never ranked with full); rows sorted by the first metric (best first)."""
     runs = store.leaderboard(task, profile)
@@ -199,7 +193,7 @@ def print_leaderboard(console: Console, store: Store, task: str, profile: str | 
             return value if primary[0] in LOWER_BETTER else -value
 
         for run in sorted(prof_runs, key=sort_key):
-            table.add_row(method_label(run), *(cell(run, c)[1] for c in columns), f"{run['trainable_params']:,}",
+            table.add_row(run_label(run), *(cell(run, c)[1] for c in columns), f"{run['trainable_params']:,}",
                           str(run["steps"]), str(run["samples_seen"]), f"{run['train_seconds'] or 0:.1f}",
                           _fmt_bytes(run["peak_memory_bytes"]))
         anchors = {(m["metric"], m["grp"]): m for r in prof_runs for m in r["metrics"] if m["prompt_set"] == ANCHOR_SET}

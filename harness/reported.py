@@ -1,8 +1,10 @@
 """Published figures of the studies (PROTOCOLS.md) as data: ``results/reported/<task>.csv``.
 
 Every figure carries ``source = "reported"``. They are shown beside measured rows of the same task
-and method, never mixed into rankings. Columns: task, method, metric, prompt_set, group (``__all__``
-for a mean over the prompt set), value, scale (``raw`` or ``x100``), note (where in the study).
+and method (and sweep overrides), never mixed into rankings. Columns: task, method, overrides (a sweep
+cell as ``lr=5e-4;rank=16;steps=1000;schedule=cosine``, the keys of ``bench sweep``; empty for an
+ordinary run), metric, prompt_set, group (``__all__`` for a mean over the prompt set), value, scale
+(``raw`` or ``x100``), note (where in the study).
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.registry import PROJECT_ROOT
 from harness.specs import SpecError, parse_spec
 
-COLUMNS = ("task", "method", "metric", "prompt_set", "group", "value", "scale", "note")
+COLUMNS = ("task", "method", "overrides", "metric", "prompt_set", "group", "value", "scale", "note")
 SCALE_FACTORS = {"raw": 1.0, "x100": 100.0}
 
 
@@ -28,6 +30,7 @@ class ReportedFigure(BaseModel):
 
     task: str = Field(min_length=1)
     method: str = Field(min_length=1)
+    overrides: dict[str, Any] = {}
     metric: str = Field(min_length=1)
     prompt_set: str = Field(min_length=1)
     group: str = Field(min_length=1)
@@ -35,6 +38,31 @@ class ReportedFigure(BaseModel):
     scale: Literal["raw", "x100"]
     note: str = ""
     source: Literal["reported"] = "reported"
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _parse_overrides(cls, value: Any) -> Any:
+        """``lr=5e-4;rank=16`` -> ``{"lr": 0.0005, "rank": 16}`` with ``bench sweep``'s parsers."""
+        if not isinstance(value, str):
+            return value
+        from harness.sweep import parse_grid
+
+        try:
+            grid = parse_grid([item.strip() for item in value.split(";") if item.strip()])
+        except SpecError as exc:
+            raise ValueError(str(exc).replace("--grid", "overrides")) from None
+        if any(len(values) != 1 for values in grid.values()):
+            raise ValueError("one value per key (KEY=V;KEY=V)")
+        return {key: values[0] for key, values in grid.items()}
+
+
+def overrides_key(overrides: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """Hashable, order-free form of a sweep cell's overrides (empty for an ordinary run)."""
+    return tuple(sorted((overrides or {}).items()))
+
+
+def overrides_text(overrides: dict[str, Any] | None) -> str:
+    return ";".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides_key(overrides))
 
 
 def reported_dir() -> Path:
@@ -67,24 +95,28 @@ def load_reported(task: str | None = None, folder: Path | None = None) -> list[R
 
 
 def beside_measured(figures: list[ReportedFigure], measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each reported figure next to the measured aggregate of the same method, metric, set and group.
+    """Each reported figure next to the measured aggregate of the same method, sweep overrides, metric,
+    set and group.
 
-    ``measured`` rows are metric rows (final weights) carrying ``method`` and ``profile``; the
-    measured value is converted to the figure's scale. Figures without a measurement say so.
+    ``measured`` rows are headline metric rows (checkpoint NULL) carrying ``method``, ``overrides``
+    (the run plan's) and ``profile``; the measured value is converted to the figure's scale. Figures
+    without a measurement say so.
     """
-    index = {(m["method"], m["metric"], m["prompt_set"], m["grp"]): m for m in measured
-             if m.get("checkpoint") is None}
+    index = {(m["method"], overrides_key(m.get("overrides")), m["metric"], m["prompt_set"], m["grp"]): m
+             for m in measured if m.get("checkpoint") is None}
     rows = []
     for fig in figures:
-        match = index.get((fig.method, fig.metric, fig.prompt_set, fig.group))
+        match = index.get((fig.method, overrides_key(fig.overrides), fig.metric, fig.prompt_set, fig.group))
         factor = SCALE_FACTORS[fig.scale]
         rows.append({
-            "method": fig.method, "metric": fig.metric, "prompt set": fig.prompt_set,
+            "method": fig.method, "overrides": overrides_text(fig.overrides), "metric": fig.metric,
+            "prompt set": fig.prompt_set,
             "group": "mean (all)" if fig.group == "__all__" else fig.group, "scale": fig.scale,
             "reported": fig.value,
-            "measured": None if match is None else round(match["value"] * factor, 6),
+            "measured": None if match is None or match["value"] is None else round(match["value"] * factor, 6),
             "measured N": None if match is None else match["n"],
             "measured profile": None if match is None else match["profile"],
+            "measured run": None if match is None else match["run_id"],
             "note": fig.note,
         })
     return rows

@@ -64,8 +64,6 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS details JSON;
 
 
 LOCK_WAIT_SECONDS = 30.0  # how long to wait for another process's lock on the database file
-# Tables ``bench disagree`` writes (task and profile columns); the dashboard reads them when present.
-DISAGREEMENT_TABLES = ("disagreement_tau", "disagreement_flips")
 
 
 class StoreError(BenchError):
@@ -269,15 +267,18 @@ class Store:
                           "max_sample_idx FROM samples WHERE list_contains(?, run_id) GROUP BY prompt_set "
                           "ORDER BY prompt_set", [run_ids])
 
-    def stored_disagreement(self, task: str, profile: str) -> dict[str, list[dict[str, Any]]]:
-        """Kendall-tau rows and flips that ``bench disagree`` stored for a task, if those tables exist."""
-        found: dict[str, list[dict[str, Any]]] = {}
-        tables = {row["table_name"] for row in self._rows(
-            "SELECT table_name FROM information_schema.tables", [])}
-        for table in DISAGREEMENT_TABLES:
-            if table in tables:
-                found[table] = self._rows(f"SELECT * FROM {table} WHERE task = ? AND profile = ?", [task, profile])
-        return found
+    def trained_run_of_adapter(self, adapter_file: str) -> dict[str, Any] | None:
+        """The completed run that trained (and saved) this adapter file, if any."""
+        rows = self._rows("SELECT * FROM runs WHERE adapter_file = ? AND status = 'completed' AND steps > 0 "
+                          "ORDER BY finished_at DESC LIMIT 1", [adapter_file])
+        return rows[0] if rows else None
+
+    def per_image_metrics(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        """(metric, prompt set) pairs with per-sample scores in these runs (set metrics like FID have none)."""
+        if not run_ids:
+            return []
+        return self._rows("SELECT DISTINCT metric, prompt_set FROM sample_scores WHERE list_contains(?, run_id) "
+                          "AND value IS NOT NULL ORDER BY metric, prompt_set", [run_ids])
 
     def _rows(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -305,6 +306,12 @@ def _connect_waiting(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             if "lock" not in first_line.lower() or time.monotonic() >= deadline:
                 raise StoreError(f"{path}: cannot open results database ({first_line})") from None
             time.sleep(0.05)
+
+
+def run_label(run: dict[str, Any]) -> str:
+    """A leaderboard row's name: the method, plus its sweep-cell overrides (``flux_lora lr=0.001 rank=8``)."""
+    overrides = (run.get("plan") or {}).get("overrides") or {}
+    return " ".join([run["method"], *(f"{k}={v}" for k, v in sorted(overrides.items()))])
 
 
 def _jsonable(value: Any) -> Any:

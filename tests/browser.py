@@ -31,7 +31,8 @@ class Browser:
     """One headless Chromium page; use as a context manager."""
 
     def __init__(self, width: int = 1920, height: int = 1300) -> None:
-        self.profile = tempfile.TemporaryDirectory(prefix="bench-chromium-")
+        # chromium's helper processes may still write to the profile while it is removed
+        self.profile = tempfile.TemporaryDirectory(prefix="bench-chromium-", ignore_cleanup_errors=True)
         self.process = subprocess.Popen(
             [chromium_binary(), *FLAGS, f"--user-data-dir={self.profile.name}", f"--window-size={width},{height}",
              "--remote-debugging-port=0", "about:blank"],

@@ -133,3 +133,12 @@ def board_db(tiny_runs: dict, bitfit_plugin: Path, tmp_path_factory: pytest.Temp
                      "method_kind": "frozen", "profile": "tiny", "seed": 1, "plan": plan.model_dump(mode="json"),
                      "run_dir": str(root / "runs" / "in-progress")})
     return {"db": db, "store": store, "results": results, "stages": stages}
+
+
+@pytest.fixture(scope="session")
+def study_db(board_db: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """board_db plus real tiny runs of every other task the dashboard shows, the face study's 11-cell
+    ``bench sweep`` and a stored ``bench disagree`` of cifar_alignment (see tests/study_db.py)."""
+    from tests.study_db import build
+
+    return build(tmp_path_factory.mktemp("study"), board_db["db"], design="face-study")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.board import MetricColumn, leaderboard_rows
-from harness.compare import bootstrap_ci, flipped_pairs, kendall_matrix, sweep_parameters
+from harness.compare import bootstrap_ci, sweep_parameters
 from harness.reported import COLUMNS, load_reported, read_file
 from harness.specs import SpecError
 
@@ -24,15 +24,23 @@ def test_reported_files_hold_the_published_figures() -> None:
     lora64 = figures[("deepfashion", "lora_unet_r64", "clip_score", "test", "__all__")]
     assert (lora64.value, lora64.scale) == (23.29, "x100")
     assert figures[("dreambooth_subjects", "ti_then_ft", "dino", "simple", "__all__")].value == 0.718
+    face = load_reported("face_identity")
+    assert {(f.method, f.prompt_set) for f in face} == {("flux_lora", "identity")}
+    assert {f.metric for f in face} == {"clip_score_all_pairs", "face_distance"}  # the study's CLIP is all-pairs
+    assert len(face) == 8 and {tuple(sorted(f.overrides.items())) for f in face} >= {
+        (("lr", 5e-4), ("rank", 16), ("schedule", "cosine"), ("steps", 1000))}
 
 
 def test_bad_reported_row_names_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "cifar_alignment.csv"
-    path.write_text(HEADER + "cifar_alignment,frozen,clip_score,A,cat,0.2,raw,ok\n"
-                    "cifar_alignment,frozen,clip_score,A,dog,high,raw,bad\n")
+    path.write_text(HEADER + "cifar_alignment,frozen,,clip_score,A,cat,0.2,raw,ok\n"
+                    "cifar_alignment,frozen,,clip_score,A,dog,high,raw,bad\n")
     with pytest.raises(SpecError, match=rf"^{path}:3: field 'value'"):
         read_file(path)
-    path.write_text(HEADER + "deepfashion,frozen,fid,test,__all__,1.0,raw,wrong file\n")
+    path.write_text(HEADER + "cifar_alignment,x,lr=fast,clip_score,A,cat,0.2,raw,bad\n")
+    with pytest.raises(SpecError, match=rf"^{path}:2: field 'overrides'.*values of 'lr' must be floats"):
+        read_file(path)
+    path.write_text(HEADER + "deepfashion,frozen,,fid,test,__all__,1.0,raw,wrong file\n")
     with pytest.raises(SpecError, match="every row must be 'cifar_alignment'"):
         load_reported(folder=tmp_path)
     path.write_text("task,method,value\n")
@@ -63,15 +71,6 @@ def test_gain_per_budget_is_relative_to_frozen() -> None:
     assert rows[0]["gain per train-minute"] == "+0.0600" and rows[1]["gain over frozen"] == "reference"
 
 
-def test_lower_is_better_metrics_orient_tau_and_flips() -> None:
-    columns = {"clip": ({"a": 0.3, "b": 0.2, "c": 0.1}, True), "fid": ({"a": 10.0, "b": 20.0, "c": 5.0}, False)}
-    matrix = {row["metric"]: row for row in kendall_matrix(columns)}
-    assert matrix["clip"]["fid"] == pytest.approx(-1 / 3)  # 1 concordant pair (a, b), 2 discordant
-    flips = flipped_pairs(columns)
-    assert [(f["method 1"], f["method 2"], f["better by A"], f["better by B"]) for f in flips] == [
-        ("a", "c", "a", "c"), ("b", "c", "b", "c")]
-
-
 def test_bootstrap_ci_needs_two_samples_and_covers_the_difference() -> None:
     assert bootstrap_ci([0.5], [0.4], paired=True) == (None, None)
     low, high = bootstrap_ci([0.5, 0.6, 0.55, 0.52], [0.4, 0.45, 0.41, 0.43], paired=True)
@@ -79,11 +78,10 @@ def test_bootstrap_ci_needs_two_samples_and_covers_the_difference() -> None:
 
 
 def test_sweep_parameters_read_overrides_over_resolved_fields() -> None:
-    run = {"steps": 500, "plan": {"training": {"learning_rate": 1e-4, "max_steps": 1000},
-                                  "method": {"params": {"rank": 8}},
-                                  "overrides": {"training": {"learning_rate": 5e-4}, "schedule": "cosine"}}}
-    assert sweep_parameters(run) == {"learning_rate": 5e-4, "max_steps": 1000, "rank": 8, "steps": 500,
-                                     "schedule": "cosine"}
+    run = {"steps": 2, "plan": {"training": {"learning_rate": 1e-4, "max_steps": 1000, "lr_schedule": "cosine"},
+                                "method": {"params": {"rank": 8}},
+                                "overrides": {"lr": 5e-4, "steps": 1500, "schedule": "constant"}}}
+    assert sweep_parameters(run) == {"lr": 5e-4, "rank": 8, "steps": 1500, "schedule": "constant", "steps run": 2}
 
 
 def test_checkpoint_curves_keep_methods_scored_at_two_or_more_checkpoints() -> None:

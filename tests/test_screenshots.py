@@ -1,4 +1,5 @@
-"""`bench dashboard` started headless, rendered by headless Chromium: leaderboard and sample grid.
+"""`bench dashboard` started headless on a database of real tiny runs of every task, rendered by headless
+Chromium: leaderboard, sample grid, compare (checkpoint curve), disagreement and sweeps.
 
 Set BENCH_SCREENSHOTS_DIR to keep the PNGs (docs/screenshots/ holds the committed ones).
 """
@@ -45,9 +46,9 @@ def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120) -> N
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(board_db: dict) -> str:
+def dashboard_url(study_db: dict) -> str:
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "harness.cli", "dashboard", "--db", str(board_db["db"]),
+    server = subprocess.Popen([sys.executable, "-m", "harness.cli", "dashboard", "--db", str(study_db["db"]),
                                "--port", str(port), "--headless"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -84,9 +85,31 @@ def test_leaderboard_and_sample_grid_render_in_chromium(dashboard_url: str, tmp_
         _keep(tmp_path / "leaderboard.png")
 
         text = browser.open(dashboard_url + "?page=Samples&task=cifar_alignment&profile=tiny&prompt_set=A",
-                            ["Samples: cifar_alignment (tiny)", "Full-size view"])
+                            ["Samples: cifar_alignment (tiny)", "Full-size view", "xattn_ft: clip_score",
+                             "A.airplane.t0"])
         dom = browser.dom()
         assert dom.count("<img") >= 12 * 5 + 1 and "xattn_ft: clip_score" in dom and "A.airplane.t0" in dom
         assert "Traceback" not in text and 'data-testid="stException"' not in dom
         _check_png(browser.screenshot(tmp_path / "sample_grid.png"))
         _keep(tmp_path / "sample_grid.png")
+
+
+PAGES = [  # (file, query, texts that must be rendered)
+    ("compare.png", "page=Compare&task=dreambooth_subjects&profile=tiny",
+     ["Compare against frozen: dreambooth_subjects (tiny)", "Checkpoint curves", "headline = the checkpoint"]),
+    ("disagreement.png", "page=Disagreement&task=cifar_alignment&profile=tiny",
+     ["Metric disagreement: cifar_alignment (tiny)", "Kendall tau between metric rankings",
+      "Method pairs whose order flips", "Scatter of two metrics"]),
+    ("sweeps.png", "page=Sweeps&task=face_identity&profile=tiny", ["Sweeps: face_identity (tiny)", "flux_lora"]),
+    ("faceless.png", "page=Samples&task=face_identity&profile=tiny", ["Samples: face_identity (tiny)", "[FACELESS]"]),
+]
+
+
+def test_compare_disagreement_sweeps_and_faceless_render_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
+    with Browser() as browser:
+        for name, query, expected in PAGES:
+            text = browser.open(f"{dashboard_url}?{query}", expected)
+            dom = browser.dom()
+            assert "Traceback" not in text and 'data-testid="stException"' not in dom, name
+            _check_png(browser.screenshot(tmp_path / name))
+            _keep(tmp_path / name)

@@ -26,7 +26,8 @@ def render(store: Store, task: str, profile: str) -> None:
     reference = next((r for r in runs if r["method"] == REFERENCE_METHOD), None)
     others = [r["method"] for r in runs if r is not reference]
     picked = st.multiselect("Methods", others, default=others, key="compare_methods")
-    columns = score_columns(runs)
+    per_image = {(r["metric"], r["prompt_set"]) for r in store.per_image_metrics([r["run_id"] for r in runs])}
+    columns = [c for c in score_columns(runs) if (c.metric, c.prompt_set) in per_image]  # FID/KID: set metrics
     if reference is None:
         st.warning(f"no '{REFERENCE_METHOD}' run on this profile to compare against: run "
                    f"`bench run --task {task} --method {REFERENCE_METHOD} --profile {profile}`")
@@ -68,7 +69,9 @@ def _checkpoints(store: Store, runs: list[dict[str, Any]]) -> None:
     frame = pd.DataFrame(curves)
     frame["series"] = frame["metric"] + " [" + frame["prompt_set"] + "]"
     for series, part in frame.groupby("series"):
-        chart = alt.Chart(part).mark_line(point=True).encode(x="checkpoint:Q", y=alt.Y("value:Q", title=series),
-                                                             color="method:N")
+        chart = alt.Chart(part).mark_line(point=True).encode(
+            x="checkpoint:Q", y=alt.Y("value:Q", title=series, scale=alt.Scale(zero=False)), color="method:N",
+            tooltip=["method", "checkpoint", "value", "n", "headline"])
         st.altair_chart(chart, width="stretch")
+    st.caption("headline = the checkpoint the run's headline rows repeat (the leaderboard shows those)")
     table(curves)

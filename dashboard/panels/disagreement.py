@@ -1,104 +1,117 @@
-"""Disagreement: Kendall tau between metrics over methods, flipped pairs (each linked to its sample
-grid), per-prompt flips, and a scatter of two metrics. Stored ``bench disagree`` results come first."""
+"""Disagreement: the analysis ``bench disagree`` stored (``Store.latest_disagreement``): Kendall-tau
+matrix between metric rankings, the method pairs whose order flips (with their prompts, each linked to
+its sample grid), and a scatter of two metrics."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from harness.board import headline, metric_columns
-from harness.compare import flipped_pairs, kendall_matrix, per_prompt_flips, per_prompt_points
+from harness.compare import per_prompt_points
 from harness.store import Store
-from panels.common import latest_runs, method_of, no_runs, profile_note, samples_link, score_columns, table
+from panels.common import profile_note, samples_link, table
 
 LINK = st.column_config.LinkColumn("sample grid", display_text="open grid")
+
+
+def label(metric: str, prompt_set: str) -> str:
+    return f"{metric} [{prompt_set}]"
+
+
+def tau_matrix(taus: list[dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
+    """Symmetric matrix of the stored tau rows (1 on the diagonal; None where tau is undefined)."""
+    cell = {label: {label: 1.0} for label in labels}
+    for t in taus:
+        a, b = label(t["metric_a"], t["set_a"]), label(t["metric_b"], t["set_b"])
+        cell[a][b] = cell[b][a] = t["tau"]
+    return [{"metric": a, **{b: cell[a].get(b) for b in labels}} for a in labels]
+
+
+def flip_rows(analysis: dict[str, Any], task: str, profile: str) -> list[dict[str, Any]]:
+    """One row per (flip, prompt): which metric prefers which method, and a link to that prompt's grid."""
+    rows = []
+    for f in analysis["flips"]:
+        common = {"method A": f["method_a"], "method B": f["method_b"],
+                  "metric 1": label(f["metric_a"], f["set_a"]),
+                  "prefers (1)": f["method_a"] if f["delta_a"] > 0 else f["method_b"],
+                  "metric 2": label(f["metric_b"], f["set_b"]),
+                  "prefers (2)": f["method_a"] if f["delta_b"] > 0 else f["method_b"],
+                  "persistence": round(f["persistence"], 3)}
+        for prompt in f["prompts"] or [{"prompt_id": None, "prompt": "", "strength": None, "why": ""}]:
+            rows.append({**common, "prompt_id": prompt["prompt_id"], "prompt": prompt["prompt"],
+                         "strength": prompt["strength"],
+                         "sample grid": samples_link(task, profile, _set_of(analysis, f, prompt), prompt["prompt_id"],
+                                                     [f["method_a"], f["method_b"]])})
+    return rows
+
+
+def _set_of(analysis: dict[str, Any], flip: dict[str, Any], prompt: dict[str, Any]) -> str:
+    """The prompt set a flip's prompt belongs to: the per-image metric's set (set metrics have no prompts)."""
+    per_image = {(r["metric"], r["prompt_set"]) for r in analysis.get("per_image", [])}
+    if (flip["metric_a"], flip["set_a"]) in per_image or not per_image:
+        return flip["set_a"]
+    return flip["set_b"] if (flip["metric_b"], flip["set_b"]) in per_image else flip["set_a"]
 
 
 def render(store: Store, task: str, profile: str) -> None:
     st.header(f"Metric disagreement: {task} ({profile})")
     profile_note(profile)
-    _stored(store, task, profile)
-    runs = latest_runs(store, task, profile)
-    if not runs:
-        no_runs(task, profile)
+    analysis = store.latest_disagreement(task, profile)
+    if analysis is None:
+        st.info(f"no disagreement analysis stored yet: run `bench disagree --task {task} --profile {profile}`")
         return
-    columns = metric_columns(runs)
-    values = {c.label: ({r["method"]: row["value"] for r in runs
-                         if (row := headline(r["metrics"]).get((c.metric, c.prompt_set)))}, c.higher_is_better)
-              for c in columns}
-    st.subheader("Computed from stored scores")
-    if len(runs) < 2:
-        st.info("one method only: nothing to disagree about yet")
-        return
-    st.caption("Kendall tau-b over the latest run of each method; values oriented so that 1 = same ranking; "
-               "None = undefined (fewer than two common methods, or a metric that does not vary)")
-    table(kendall_matrix(values))
-    st.markdown("**Method pairs whose order flips between two metrics**")
-    flips = flipped_pairs(values)
-    set_of = {c.label: c.prompt_set for c in columns}
-    for flip in flips:
-        flip["sample grid"] = samples_link(task, profile, set_of[flip["metric A"]],
-                                           methods=[flip["method 1"], flip["method 2"]])
+    runs = analysis["runs"]
+    st.caption(f"analysis {analysis['analysis_id']} ({analysis['created_at']:%Y-%m-%d %H:%M}) over "
+               f"{len(runs)} methods: {', '.join(sorted(runs))}; {analysis['resamples']} prompt resamples")
+    rankings = analysis["rankings"]
+    labels = sorted({label(r["metric"], r["prompt_set"]) for r in rankings})
+    st.subheader("Kendall tau between metric rankings")
+    st.caption("tau-b over the methods, values oriented so that 1 = same ranking (lower-is-better metrics "
+               "are negated first); None = undefined")
+    table(tau_matrix(analysis["tau"], labels))
+    table([{"metric A": label(t["metric_a"], t["set_a"]), "metric B": label(t["metric_b"], t["set_b"]),
+            "tau": t["tau"], "ci_low": t["ci_low"], "ci_high": t["ci_high"], "methods": t["n_methods"],
+            "note": t["note"]} for t in analysis["tau"]])
+    st.subheader("Method pairs whose order flips")
+    analysis["per_image"] = store.per_image_metrics(list(runs.values()))
+    flips = flip_rows(analysis, task, profile)
     if flips:
+        st.caption(f"{len(analysis['flips'])} flipped (pair, metric pair); the prompts where each flip is most "
+                   "pronounced, each linked to its sample grid; persistence = share of prompt resamples in "
+                   "which both orders hold")
         table(flips, **{"sample grid": LINK})
     else:
-        st.info("no method pair flips between any two metrics")
-    _prompt_flips(store, task, profile, runs)
-    _scatter(store, runs, values)
+        st.info("no method pair changes order between any two metrics")
+    _scatter(store, analysis, labels)
 
 
-def _stored(store: Store, task: str, profile: str) -> None:
-    st.subheader("Stored analysis (`bench disagree`)")
-    stored = {name: rows for name, rows in store.stored_disagreement(task, profile).items() if rows}
-    if not stored:
-        st.info(f"no disagreement analysis stored yet: run `bench disagree --task {task}`")
-        return
-    for name, rows in stored.items():
-        st.markdown(f"**{name}**")
-        table(rows)
-
-
-def _prompt_flips(store: Store, task: str, profile: str, runs: list[dict[str, Any]]) -> None:
-    st.markdown("**Prompts where a method pair's order reverses its overall order**")
-    columns = score_columns(runs)
-    if not columns:
-        return
-    labels = [c.label for c in columns]
-    column = columns[labels.index(st.selectbox("Metric for per-prompt flips", labels, key="flip_metric"))]
-    scores = store.grouped_sample_scores([r["run_id"] for r in runs], column.metric, column.prompt_set)
-    flips = per_prompt_flips(scores, method_of(runs), column.higher_is_better)
-    for flip in flips:
-        flip["sample grid"] = samples_link(task, profile, column.prompt_set, flip["prompt_id"],
-                                           [flip["method 1"], flip["method 2"]])
-    if flips:
-        st.caption(f"{len(flips)} flipped (prompt, pair) of {column.label}")
-        table(flips, **{"sample grid": LINK})
-    else:
-        st.info(f"no per-prompt flips on {column.label}")
-
-
-def _scatter(store: Store, runs: list[dict[str, Any]], values: dict[str, tuple[dict[str, float], bool]]) -> None:
-    st.markdown("**Scatter of two metrics**")
-    columns = {c.label: c for c in metric_columns(runs)}
-    labels = list(values)
+def _scatter(store: Store, analysis: dict[str, Any], labels: list[str]) -> None:
+    st.subheader("Scatter of two metrics")
     if len(labels) < 2:
-        st.info("only one metric stored: no scatter")
+        st.info("only one metric ranked: no scatter")
         return
     x = st.selectbox("x", labels, index=0, key="scatter_x")
     y = st.selectbox("y", labels, index=1, key="scatter_y")
-    cx, cy = columns[x], columns[y]
-    per_prompt = cx.prompt_set == cy.prompt_set and not cx.is_count and not cy.is_count
-    if per_prompt:
-        st.caption(f"one point per (method, prompt) of prompt set {cx.prompt_set}: per-prompt means")
-        ids = [r["run_id"] for r in runs]
-        points = per_prompt_points(store.grouped_sample_scores(ids, cx.metric, cx.prompt_set),
-                                   store.grouped_sample_scores(ids, cy.metric, cy.prompt_set), method_of(runs))
+    values: dict[str, dict[str, float]] = defaultdict(dict)
+    keys = {}
+    for r in analysis["rankings"]:
+        values[label(r["metric"], r["prompt_set"])][r["method"]] = r["value"]
+        keys[label(r["metric"], r["prompt_set"])] = (r["metric"], r["prompt_set"])
+    (mx, sx), (my, sy) = keys[x], keys[y]
+    per_image = {(r["metric"], r["prompt_set"]) for r in analysis["per_image"]}
+    method_of = {run_id: method for method, run_id in analysis["runs"].items()}
+    if sx == sy and keys[x] in per_image and keys[y] in per_image:
+        st.caption(f"one point per (method, prompt) of prompt set {sx}: per-prompt means")
+        ids = list(method_of)
+        points = per_prompt_points(store.grouped_sample_scores(ids, mx, sx), store.grouped_sample_scores(ids, my, sy),
+                                   method_of)
     else:
-        st.caption("one point per method (the two metrics are not scored on the same prompts)")
-        points = [{"method": m, "x": v, "y": values[y][0][m]} for m, v in values[x][0].items() if m in values[y][0]]
+        st.caption("one point per method: the overall values the analysis ranked")
+        points = [{"method": m, "x": v, "y": values[y][m]} for m, v in sorted(values[x].items()) if m in values[y]]
     chart = alt.Chart(pd.DataFrame(points)).mark_point(filled=True).encode(
         x=alt.X("x:Q", title=x, scale=alt.Scale(zero=False)), y=alt.Y("y:Q", title=y, scale=alt.Scale(zero=False)),
         color="method:N", tooltip=list(points[0]) if points else None)

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from harness.board import REFERENCE_METHOD, headline, leaderboard_rows, metric_columns
+from harness.board import REFERENCE_METHOD, headline, leaderboard_rows, metric_columns, with_borrowed_budget
 from harness.reported import load_reported
 from harness.specs import SpecError
 from harness.store import Store
@@ -19,7 +19,7 @@ def render(store: Store, task: str, profile: str) -> None:
     profile_note(profile)
     all_runs = store.runs(task)
     _in_progress([r for r in all_runs if r["status"] == "running" and r["profile"] == profile])
-    runs = latest_runs(store, task, profile)
+    runs = [_budgeted(store, run) for run in latest_runs(store, task, profile)]
     if not runs:
         no_runs(task, profile)
     else:
@@ -34,9 +34,22 @@ def render(store: Store, task: str, profile: str) -> None:
         st.caption(f"Cells: value [95% CI] N. Gain = improvement over '{REFERENCE_METHOD}' on {rank_by.label}, "
                    "positive is better; per 1k training samples seen and per minute of training.")
         st.table(pd.DataFrame(leaderboard_rows(runs, rank_by)), hide_index=True)
+        if any(r.get("budget_of") for r in runs):
+            st.caption("evaluation-only task: its runs score adapters trained by another task; budget columns "
+                       "(and gain per unit of budget) are those of the training run named in 'budget of'")
+        if any((r.get("plan") or {}).get("overrides") for r in runs):
+            st.caption("sweep runs: every cell is its own row (column 'sweep cell'); the page 'Sweeps' plots "
+                       "a metric against the swept parameters")
         _cards(runs)
     _reported_hint(task)
     _failed([r for r in all_runs if r["status"] == "failed" and r["profile"] == profile])
+
+
+def _budgeted(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+    """A run that scores an adapter it did not train carries that adapter's training budget."""
+    if run.get("steps") or not run.get("adapter_file"):
+        return run
+    return with_borrowed_budget(run, store.trained_run_of_adapter(run["adapter_file"]))
 
 
 def _in_progress(running: list[dict[str, Any]]) -> None:

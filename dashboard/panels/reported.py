@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
-from harness.reported import beside_measured, load_reported, reported_dir
+from harness.reported import beside_measured, load_reported, overrides_key, reported_dir
 from harness.specs import SpecError
 from harness.store import Store
-from panels.common import latest_runs, profile_note, table
+from panels.common import profile_note, table
+
+
+def latest_per_configuration(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest completed run of each (method, sweep overrides): sweep cells stay apart."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    for run in runs:  # oldest first: later runs replace earlier ones
+        latest[(run["method"], overrides_key((run.get("plan") or {}).get("overrides")))] = run
+    return list(latest.values())
 
 
 def render(store: Store, task: str, profile: str) -> None:
@@ -23,11 +33,13 @@ def render(store: Store, task: str, profile: str) -> None:
     if not figures:
         st.info(f"no reported figures for {task} (add {reported_dir() / (task + '.csv')})")
         return
-    runs = latest_runs(store, task, profile)
-    measured = [{**row, "method": run["method"], "profile": run["profile"]}
+    runs = latest_per_configuration(store.completed_runs(task, profile))
+    measured = [{**row, "method": run["method"], "overrides": (run.get("plan") or {}).get("overrides"),
+                 "profile": run["profile"]}
                 for run in runs for row in store.aggregates(run["run_id"])]
     rows = beside_measured(figures, measured)
-    matched = sum(r["measured"] is not None for r in rows)
-    st.caption(f"{matched} of {len(rows)} reported figures have a measured counterpart on profile {profile}; "
-               "measured values are converted to the figure's scale")
+    matched = sum(r["measured run"] is not None for r in rows)
+    st.caption(f"{matched} of {len(rows)} reported figures have a measured counterpart on profile {profile} "
+               "(same method, sweep overrides, metric, prompt set and group; headline rows); measured values "
+               "are converted to the figure's scale")
     table(rows)

@@ -12,19 +12,21 @@ from harness.store import Store
 from panels.common import latest_runs, no_runs, param, profile_note, table
 
 ALL_GROUPS = "(all)"
-# Per-sample scores that are flags (value > 0 means set) and how the grid shows them.
-FLAG_SCORES = {"faceless": "FACELESS"}
+# Per-sample scores stored as NULL when the image has nothing to score, and the flag that NULL means:
+# face_distance is NULL when MTCNN finds no face (those images make the run's faceless_count).
+NULL_MEANS = {"face_distance": "FACELESS"}
 
 
 def flags(sample: dict[str, Any]) -> list[str]:
-    """Visible flags of one sample: near-black and any flag-like score."""
+    """Visible flags of one sample: near-black, and faceless (a face distance stored without a value)."""
     found = ["NEAR-BLACK"] if sample["near_black"] else []
-    found += [label for name, label in FLAG_SCORES.items() if (sample["scores"].get(name) or 0) > 0]
+    found += [label for name, label in NULL_MEANS.items() if name in sample["scores"]
+              and sample["scores"][name] is None]
     return found
 
 
 def caption(sample: dict[str, Any]) -> str:
-    scores = " | ".join(f"{k} {v:.4f}" for k, v in sorted(sample["scores"].items()) if k not in FLAG_SCORES)
+    scores = " | ".join(f"{k} {v:.4f}" for k, v in sorted(sample["scores"].items()) if v is not None)
     return " ".join([f"{sample['method']}:", scores or "no scores", *(f"[{f}]" for f in flags(sample))])
 
 

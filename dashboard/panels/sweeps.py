@@ -39,7 +39,7 @@ def render(store: Store, task: str, profile: str) -> None:
         run["metrics"], run["params"] = metrics[run["run_id"]], sweep_parameters(run)
     kinds = swept(runs)
     if not kinds:
-        st.info(f"no sweep stored for {task} on {profile}: learning rate, rank and steps do not vary across "
+        st.info(f"no sweep stored for {task} on {profile}: lr, rank, steps and schedule do not vary across "
                 "the runs of any method kind")
         return
     kind = st.selectbox("Method kind", sorted(kinds), key="sweep_kind")
@@ -52,14 +52,16 @@ def render(store: Store, task: str, profile: str) -> None:
     for run in members:
         row = headline(run["metrics"]).get((column.metric, column.prompt_set))
         if row is not None and x in run["params"]:
-            points.append({"method": run["method"], x: run["params"][x], "value": row["value"],
+            others = {k: v for k, v in run["params"].items() if k not in (x, "steps run")}
+            points.append({"method": run["method"], "cell": ", ".join(f"{k}={v}" for k, v in sorted(others.items())),
+                           x: run["params"][x], "value": row["value"],
                            "ci_low": row.get("ci_low"), "ci_high": row.get("ci_high"), "n": row["n"],
                            **{k: v for k, v in run["params"].items() if k != x}, "run": run["run_id"]})
     numeric = all(isinstance(p[x], int | float) for p in points)
-    scale = alt.Scale(type="log") if x == "learning_rate" else alt.Scale(zero=False)
+    scale = alt.Scale(type="log") if x == "lr" else alt.Scale(zero=False)
     chart = alt.Chart(pd.DataFrame(points)).mark_point(size=80, filled=True).encode(
         x=alt.X(f"{x}:{'Q' if numeric else 'N'}", scale=scale), y=alt.Y("value:Q", title=column.label,
                                                                         scale=alt.Scale(zero=False)),
-        color="method:N", tooltip=list(points[0]) if points else None)
+        color="cell:N", shape="method:N", tooltip=list(points[0]) if points else None)
     st.altair_chart(chart, width="stretch")
     table(points)
