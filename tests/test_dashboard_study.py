@@ -175,7 +175,9 @@ def test_reported_face_figures_match_sweep_cells_by_overrides(study_db: dict, mo
     assert run3["measured"] == pytest.approx(_overall(store, run["run_id"], "clip_score_all_pairs", "identity")
                                              ["value"], abs=1e-6)
     board = _app(study_db["db"], "Leaderboard", "face_identity", monkeypatch).table[0].value
-    assert sorted(board["method"]) == ["flux_lora", "frozen"]  # reported rows never ranked
+    # reported rows never ranked: the board holds frozen and the 11 measured sweep cells, one row each
+    assert sorted(board["method"]) == ["flux_lora"] * 11 + ["frozen"]
+    assert len(set(board["sweep cell"])) == 12
 
 
 def test_reported_figures_use_the_real_prompt_sets_and_headline_rows(study_db: dict, monkeypatch) -> None:

@@ -11,7 +11,6 @@ the wrong activation). ``tiny``: a small random-init open_clip ``CLIP``, labelle
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -23,6 +22,7 @@ from harness.metrics import MetricCard, SampleScore, ScoreResult, aggregate_mean
 from harness.plan import RunPlan
 from harness.sampling import SampleRecord
 from harness.specs import MetricSpec
+from harness.weights import file_sha256
 
 TINY_SEED = 0
 PREPROCESSING = "open_clip eval transform: resize shorter side {size} bicubic, centre crop {size}, CLIP mean/std"
@@ -34,14 +34,6 @@ class ClipBackbone:
     preprocess: Any
     tokenizer: Any
     card: MetricCard
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 SCALE = "raw cosine in [-1, 1]; displayed also x100 and as 2.5*max(cos, 0) (Hessel et al. CLIPScore)"
@@ -97,7 +89,7 @@ def load_real(backbone: str, weights: str) -> ClipBackbone:
     model, _, preprocess = open_clip.create_model_and_transforms(backbone, pretrained=str(path))
     size = model.visual.image_size
     size = size[0] if isinstance(size, tuple | list) else size
-    card = _card(backbone, f"{weights} sha256:{_file_sha256(path)[:16]}", int(size))
+    card = _card(backbone, f"{weights} sha256:{file_sha256(path)[:16]}", int(size))
     return ClipBackbone(model.eval(), preprocess, open_clip.get_tokenizer(backbone), card)
 
 

@@ -21,21 +21,13 @@ from typing import Any
 from harness.models.common import DiffusionBundle, diffusion_mse, hub_load, requires_grad
 from harness.models.sd15 import REAL_TEXT_CONFIG as CLIP_L_CONFIG
 from harness.models.sd15 import REAL_VAE_CONFIG as SD_VAE_CONFIG
+from harness.models.sd15 import SCHEDULER_CONFIG as SD15_SCHEDULER_CONFIG
 
 FAMILY = "sdxl"
 
-# scheduler/scheduler_config.json of stabilityai/stable-diffusion-xl-base-1.0 (training schedule).
-SCHEDULER_CONFIG: dict[str, Any] = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "prediction_type": "epsilon",
-    "timestep_spacing": "leading",
-}
+# scheduler/scheduler_config.json of stabilityai/stable-diffusion-xl-base-1.0 (training schedule):
+# SD 1.5's noise schedule with "leading" timestep spacing.
+SCHEDULER_CONFIG: dict[str, Any] = SD15_SCHEDULER_CONFIG | {"timestep_spacing": "leading"}
 REAL_UNET_CONFIG: dict[str, Any] = {
     "sample_size": 128,
     "in_channels": 4,
