@@ -122,19 +122,23 @@ def build_tiny_bundle(family: str, configs: tuple[dict, dict, dict], scheduler_c
     )
 
 
-def load_sd_shaped(family: str, source: str, revision: str | None) -> DiffusionBundle:
-    """Load an SD-1.x/2.x-shaped diffusers model from a hub id (HF cache under HF_HOME) or a local folder."""
+def sd_parts() -> dict[str, tuple[Any, str]]:
+    """Bundle field -> (diffusers / transformers class, repository subfolder) of an SD-shaped model."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    parts = {
+    return {
         "unet": (UNet2DConditionModel, "unet"),
         "vae": (AutoencoderKL, "vae"),
         "text_encoder": (CLIPTextModel, "text_encoder"),
         "tokenizer": (CLIPTokenizer, "tokenizer"),
         "noise_scheduler": (DDPMScheduler, "scheduler"),
     }
-    loaded = {key: hub_load(cls, source, sub, revision, family) for key, (cls, sub) in parts.items()}
+
+
+def load_sd_shaped(family: str, source: str, revision: str | None) -> DiffusionBundle:
+    """Load an SD-1.x/2.x-shaped diffusers model from a hub id (HF cache under HF_HOME) or a local folder."""
+    loaded = {key: hub_load(cls, source, sub, revision, family) for key, (cls, sub) in sd_parts().items()}
     return DiffusionBundle(family=family, weights_identity=f"{source}@{revision or 'main'}", **loaded)
 
 

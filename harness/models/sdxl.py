@@ -267,18 +267,13 @@ def load_real(source: str, revision: str | None, refiner_source: str | None = No
     Weights stay float32 (the VAE too): training autocasts to bf16 through accelerate, sampling to
     fp16 with the VAE decode kept in fp32.
     """
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
-    parts = {
-        "unet": (UNet2DConditionModel, "unet"),
-        "vae": (AutoencoderKL, "vae"),
-        "text_encoder": (CLIPTextModel, "text_encoder"),
-        "text_encoder_2": (CLIPTextModelWithProjection, "text_encoder_2"),
-        "tokenizer": (CLIPTokenizer, "tokenizer"),
-        "tokenizer_2": (CLIPTokenizer, "tokenizer_2"),
-        "noise_scheduler": (DDPMScheduler, "scheduler"),
-    }
+    from harness.models.sd15 import sd_parts
+
+    parts = sd_parts() | {"text_encoder_2": (CLIPTextModelWithProjection, "text_encoder_2"),
+                          "tokenizer_2": (CLIPTokenizer, "tokenizer_2")}
     loaded = {key: hub_load(cls, source, sub, revision, FAMILY) for key, (cls, sub) in parts.items()}
     identity = f"{source}@{revision or 'main'}"
     if refiner_source:
