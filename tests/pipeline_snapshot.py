@@ -55,7 +55,7 @@ def snapshot(store: Any, run_id: str) -> dict[str, Any]:
         kept = {k: v for k, v in row.items() if k not in ("run_id", "card")}
         kept["card"] = {**{k: v for k, v in card.items() if k not in VOLATILE_CARD_KEYS}, "flags": flags}
         aggregates.append(_rounded(kept))
-    return {"run": {k: run.get(k) for k in RUN_FIELDS}, "samples": samples, "sample_scores": scores,
+    return {"run": _rounded({k: run.get(k) for k in RUN_FIELDS}), "samples": samples, "sample_scores": scores,
             "metrics": sorted(aggregates, key=json.dumps)}
 
 
