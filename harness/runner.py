@@ -1,4 +1,13 @@
-"""Orchestration of one run: skip / execute the stages / store, with failure capture."""
+"""The only orchestration: one path for every task and method.
+
+    skip if done -> data units -> load base -> for each unit: fit (method) -> sample -> score -> store
+
+A unit is what one ``Method.fit`` trains: the task's training set (``all``) or one subject. Every unit
+starts from the frozen base (reloaded after a unit changed it), has its own budget meter (sampling pauses
+it; shared class images are charged to it) and samples its prompts with its final weights unless the
+method sampled checkpoints. Scoring sees every sample of the run at once; the metrics layer scores each
+checkpoint and applies the method's headline rule. Failures after the run row exists are stored as failed.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,7 @@ import json
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,6 +23,9 @@ from typing import Any
 from harness.envinfo import git_commit, package_versions
 from harness.plan import RunPlan
 from harness.store import Store
+
+CHECKPOINTS_FOLDER = "checkpoints"
+SUBJECTS_FOLDER = "subjects"
 
 
 @dataclass
@@ -26,19 +38,26 @@ class RunOutcome:
 
 
 class StageTimer:
-    """Wall time per stage; ``other`` is whatever the named stages do not cover."""
+    """Wall time per stage; a stage opened inside another is not counted in the outer one; ``other`` is
+    whatever the named stages do not cover."""
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.timings: dict[str, float] = {}
+        self._nested: list[float] = []  # time spent in inner stages, per open stage
 
     @contextmanager
     def stage(self, name: str):
         start = time.perf_counter()
+        self._nested.append(0.0)
         try:
             yield
         finally:
-            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+            inner = self._nested.pop()
+            elapsed = time.perf_counter() - start
+            self.timings[name] = round(self.timings.get(name, 0.0) + elapsed - inner, 3)
+            if self._nested:
+                self._nested[-1] += elapsed
 
     def finish(self) -> dict[str, float]:
         total = round(time.perf_counter() - self.started, 3)
@@ -67,8 +86,8 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
         return RunOutcome(existing, "skipped")
     timer = StageTimer()
     with timer.stage("load"):
+        units = data.units(plan)  # data before models: a missing dataset fails in seconds
         bundle = models.load(plan)
-        dataset = data.load(plan) if plan.trains else None
     run_id = new_run_id(plan)
     run_dir = runs_root / run_id
     run_dir.mkdir(parents=True)
@@ -80,7 +99,8 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
         "plan": plan.model_dump(mode="json"), "run_dir": str(run_dir),
     })
     try:
-        fields, samples, scores, aggregates = _execute(plan, bundle, dataset, run_dir, timer, progress, adapter_run)
+        execution = Execution(plan, bundle, run_dir, timer, progress, adapter_run)
+        fields, samples, scores, aggregates = execution.execute(units)
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         (run_dir / "error.log").write_text(traceback.format_exc())
@@ -95,13 +115,14 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
 
 
 def _check_method_fits_task(plan: RunPlan) -> None:
+    from harness.data import has_subjects
     from harness.registry import method_class
     from harness.specs import SpecError
 
-    if method_class(plan.method.kind).needs_subjects and plan.task.data.adapter != "dreambooth":
+    if method_class(plan.method.kind).per_subject and not has_subjects(plan):
         raise SpecError(f"method '{plan.method.name}' (kind {plan.method.kind}) trains one subject at a time; "
                         f"task '{plan.task.name}' has no subjects (data adapter '{plan.task.data.adapter}', "
-                        "expected 'dreambooth')")
+                        "expected one that lists subjects, e.g. 'dreambooth')")
 
 
 def borrowed_adapter_run(plan: RunPlan, store: Store) -> dict[str, Any] | None:
@@ -122,57 +143,179 @@ def borrowed_adapter_run(plan: RunPlan, store: Store) -> dict[str, Any] | None:
     return found
 
 
-def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: StageTimer,
-             progress: Any, adapter_run: dict[str, Any] | None = None) -> tuple[dict, list, list, list]:
-    from harness import metrics, sampling
-    from harness.progress import open_stage
-    from harness.prompts import plan_prompts
-    from harness.registry import method_class
-    from harness.training import peak_memory, train
+class Execution:
+    """The stages of one run over its units; collects samples, budget totals and per-unit details."""
 
-    modules = bundle.modules()
-    base_params = sum(p.numel() for m in modules.values() for p in m.parameters())
-    if plan.task.data.adapter == "dreambooth":
-        from harness.subjects import execute_subjects
+    def __init__(self, plan: RunPlan, bundle: Any, run_dir: Path, timer: StageTimer, progress: Any,
+                 adapter_run: dict[str, Any] | None) -> None:
+        self.plan, self.bundle, self.run_dir, self.timer = plan, bundle, run_dir, timer
+        self.progress, self.adapter_run = progress, adapter_run
+        self.records: list[Any] = []
+        self.identifiers: dict[str, str] = {}  # subject -> the word its method put in prompts
+        self.units: dict[str, Any] = {}  # unit -> what its fit recorded
+        self.shared: dict[str, Any] = {}  # run-wide cache the method may use across units (class images)
+        self.reports: list[Any] = []  # TrainReports of the last unit
 
-        sampling_tick = open_stage(progress, "sampling (all subjects and checkpoints)", None)
-        fields, records, result = execute_subjects(plan, bundle, dataset, run_dir, timer, sampling_tick)
+    def execute(self, units: list[Any]) -> tuple[dict, list, list, list]:
+        """Fit, sample and score every unit; the run's fields and its rows for the store."""
+        from harness.training import peak_memory
+
+        modules = self.bundle.modules()
+        base_params = sum(p.numel() for m in modules.values() for p in m.parameters())
+        totals: dict[str, Any] = {"steps": 0, "samples_seen": 0, "train_seconds": 0.0, "adapter_bytes": 0}
+        stopped: set[str] = set()
+        for index, unit in enumerate(units):
+            if index > 0 and self.plan.trains:  # the previous unit changed the weights: back to the base
+                with self.timer.stage("load"):
+                    self._reload()
+            meter = self.fit_unit(unit)
+            if self.reports:
+                totals["steps"] += meter.steps
+                totals["samples_seen"] += meter.samples
+                totals["train_seconds"] = round(totals["train_seconds"] + self.reports[-1].seconds, 3)
+                stopped.add(self.reports[-1].stopped_by)
+            for key in ("adapter_file", "token_file"):
+                if self.units[unit.name].get(key):
+                    totals["adapter_bytes"] += Path(self.units[unit.name][key]).stat().st_size
+        result = self._score()
+        if result.headline is not None:
+            chosen = result.headline["checkpoint"]
+            self.records += [replace(r, checkpoint=None) for r in self.records if r.checkpoint == chosen]
         memory, memory_kind = peak_memory()
-        fields |= {"base_params": base_params, "peak_memory_bytes": memory, "memory_kind": memory_kind}
-        return (fields, *store_rows(records, result))
-    method = method_class(plan.method.kind)(plan.method)
-    fields: dict[str, Any] = {"base_params": base_params}
-    with timer.stage("train"):
-        if adapter_run is not None:
-            adapter = Path(adapter_run["adapter_file"])
-            bundle.load_lora(adapter.parent)
-            fields |= {"trainable_params": 0, "steps": 0, "samples_seen": 0, "train_seconds": 0.0,
-                       "stopped_by": f"no training (adapter of run {adapter_run['run_id']})",
-                       "adapter_file": str(adapter), "adapter_bytes": adapter.stat().st_size}
-        else:
-            trainable = method.prepare(modules)
-            fields["trainable_params"] = sum(p.numel() for p in trainable)
+        fields = {**totals, "base_params": base_params, "peak_memory_bytes": memory, "memory_kind": memory_kind,
+                  "trainable_params": sum(r.trainable_params for r in self.reports),
+                  "stopped_by": ",".join(sorted(stopped)) or "no training"}
+        fields |= self._adapter_fields(units, totals["adapter_bytes"])
+        details = {"headline": result.headline} if result.headline else {}
+        if any(unit.subject is not None for unit in units):
+            details["subjects"] = self.units
+        if details:
+            fields["details"] = details
+        return (fields, *store_rows(self.records, result))
+
+    def _adapter_fields(self, units: list[Any], adapter_bytes: int) -> dict[str, Any]:
+        if self.adapter_run is not None:
+            adapter = Path(self.adapter_run["adapter_file"])
+            return {"stopped_by": f"no training (adapter of run {self.adapter_run['run_id']})",
+                    "adapter_file": str(adapter), "adapter_bytes": adapter.stat().st_size}
+        if not adapter_bytes:
+            return {}
+        if len(units) == 1 and units[0].subject is None:
+            return {"adapter_file": self.units[units[0].name]["adapter_file"], "adapter_bytes": adapter_bytes}
+        return {"adapter_file": str(self.run_dir / SUBJECTS_FOLDER), "adapter_bytes": adapter_bytes}
+
+    def _reload(self) -> None:
+        """Free the previous unit's modules and optimizer state, then load the frozen base again."""
+        import gc
+
+        import torch
+
+        from harness import models
+
+        self.bundle.to("cpu")
+        self.bundle = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.bundle = models.load(self.plan)
+
+    def fit_unit(self, unit: Any) -> Any:
+        """Fit one unit (if the run trains) and sample its prompts; returns the unit's budget meter."""
+        from harness.methods.base import FitContext
+        from harness.prompts import plan_prompts
+        from harness.registry import method_class
+        from harness.training import BudgetMeter
+
+        plan, budget = self.plan, self.plan.task.budget
+        method = method_class(plan.method.kind)(plan.method)
+        per_subject = unit.subject is not None
+        identifier = method.identifier(plan.task)
+        if per_subject:
+            self.identifiers[unit.name] = identifier
+        prompts = [p for p in plan_prompts(plan, {unit.name: identifier} if per_subject else None)
+                   if not per_subject or p.group == unit.name]
+        folder = self.run_dir / SUBJECTS_FOLDER / unit.name if per_subject else self.run_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        meter = BudgetMeter(budget.max_samples, budget.max_steps, budget.max_seconds)
+        details: dict[str, Any] = {"identifier": identifier} if per_subject else {}
+        suffix = f" {unit.name}" if per_subject else ""
+        train_tick = self._stage(f"training{suffix}", None if per_subject else
+                                 min(budget.max_steps, plan.training.max_steps))
+        sample_tick = self._stage(f"sampling{suffix}", None if per_subject else sum(p.samples for p in prompts))
+
+        def train(method_: Any, dataset: Any, modules: dict, plan: RunPlan | None = None,
+                  on_step: Any = None) -> Any:
+            from harness.training import train as train_loop
+
+            return train_loop(plan or self.plan, self.bundle, dataset, method_, modules, meter=meter,
+                              on_step=on_step, tick=train_tick)
+
+        def checkpoint(step: int | None) -> None:
+            with self.timer.stage("sample"), meter.paused():
+                self.records.extend(self._sample(prompts, step, sample_tick))
+
+        def generate(prompt: Any, out: Path) -> list[Any]:
+            from PIL import Image
+
+            from harness.sampling import generate as generate_images
+
+            made = generate_images(plan, self.bundle, [prompt], out)
+            return [Image.open(out / record.file) for record in made]
+
+        def save(method_: Any, modules: dict) -> Path | None:
+            path = method_.save(modules, folder)
+            if path is not None:
+                details["adapter_file"] = str(path)
+            return path
+
+        ctx = FitContext(plan, self.bundle, unit, folder, self.run_dir, meter, train, checkpoint, generate, save,
+                         self.shared, details)
+        if self.adapter_run is not None:
+            self.bundle.load_lora(Path(self.adapter_run["adapter_file"]).parent)
+        before = len(self.records)
+        self.reports = []
         if plan.trains:
-            step_limit = min(plan.task.budget.max_steps, plan.training.max_steps)
-            report = train(plan, bundle, dataset, method, modules, tick=open_stage(progress, "training", step_limit))
-            (run_dir / "train_log.json").write_text(json.dumps(report.as_dict(), indent=2))
-            adapter = method.save(modules, run_dir)
-            fields |= {"steps": report.steps, "samples_seen": report.samples_seen,
-                       "train_seconds": report.seconds, "stopped_by": report.stopped_by}
-            if adapter is not None:
-                fields |= {"adapter_file": str(adapter), "adapter_bytes": adapter.stat().st_size}
-        elif adapter_run is None:
-            fields |= {"steps": 0, "samples_seen": 0, "train_seconds": 0.0, "stopped_by": "no training"}
-    with timer.stage("sample"):
-        prompts = plan_prompts(plan)
-        records = sampling.generate(plan, bundle, prompts, run_dir,
-                                    open_stage(progress, "sampling", sum(p.samples for p in prompts)))
-    with timer.stage("score"):
-        result = metrics.score(plan, records, run_dir,
-                               open_stage(progress, "scoring", len(plan.task.evaluation.metrics)))
-    memory, memory_kind = peak_memory()
-    fields |= {"peak_memory_bytes": memory, "memory_kind": memory_kind}
-    return (fields, *store_rows(records, result))
+            with self.timer.stage("train"):
+                self.reports = method.fit(ctx)
+        if len(self.records) == before:
+            checkpoint(None)
+        if per_subject:
+            details = {**details, "budget_seconds": self.reports[-1].seconds if self.reports else 0.0,
+                       "stages": [r.as_dict() for r in self.reports]}
+            self.units[unit.name] = {"identifier": details.pop("identifier"), **details}
+        else:
+            self.units[unit.name] = details
+            if self.reports:
+                (folder / "train_log.json").write_text(json.dumps(self.reports[-1].as_dict(), indent=2))
+        return meter
+
+    def _stage(self, name: str, total: int | None) -> Any:
+        from harness.progress import open_stage
+
+        return open_stage(self.progress, name, total)
+
+    def _sample(self, prompts: list[Any], checkpoint: int | None, tick: Any) -> list[Any]:
+        """Generate the prompts with the current weights in eval mode; checkpoint files get their folder."""
+        from harness.sampling import generate
+
+        prefix = "" if checkpoint is None else f"{CHECKPOINTS_FOLDER}/step_{checkpoint:05d}/"
+        modules = [m for m in (self.bundle.unet, self.bundle.text_encoder) if m is not None]
+        modes = [(module, module.training) for module in modules]
+        for module, _ in modes:
+            module.eval()
+        try:
+            made = generate(self.plan, self.bundle, prompts, self.run_dir / prefix if prefix else self.run_dir, tick)
+        finally:
+            for module, was_training in modes:
+                module.train(was_training)
+        return [replace(r, file=prefix + r.file, checkpoint=checkpoint) for r in made]
+
+    def _score(self) -> Any:
+        from harness import metrics
+
+        with self.timer.stage("score"):
+            tick = self._stage("scoring", len(self.plan.task.evaluation.metrics))
+            return metrics.score_run(self.plan, self.records, self.run_dir, self.identifiers, tick)
 
 
 def store_rows(records: list, result: Any) -> tuple[list, list, list]:

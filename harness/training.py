@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,7 +17,11 @@ from harness.plan import RunPlan
 
 @dataclass
 class BudgetMeter:
-    """Counts what training spends and says which limit stopped it."""
+    """Counts what training spends and says which limit stopped it.
+
+    Seconds run from creation, less the time spent inside ``paused()`` (evaluation is not training),
+    plus whatever ``charge`` adds (work done once for several units, e.g. shared class images).
+    """
 
     max_samples: int
     max_steps: int
@@ -24,10 +30,25 @@ class BudgetMeter:
     samples: int = 0
     started: float = field(default_factory=time.perf_counter)
     stopped_by: str = ""
+    excluded: float = 0.0  # seconds spent paused
+    charged: float = 0.0  # seconds charged for work done elsewhere
 
     @property
     def seconds(self) -> float:
-        return time.perf_counter() - self.started
+        return time.perf_counter() - self.started - self.excluded + self.charged
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time inside this block is not charged to the budget."""
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - begin
+
+    def charge(self, seconds: float) -> None:
+        """Add seconds of work done outside this meter's clock (e.g. class images generated for another unit)."""
+        self.charged += seconds
 
     def exhausted(self) -> bool:
         """True once any limit is reached; records the first one that was."""

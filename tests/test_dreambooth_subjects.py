@@ -11,12 +11,10 @@ import torch
 
 from harness import data
 from harness.errors import DataMissingError
-from harness.metrics import ALL, Aggregate
+from harness.metrics import ALL, Aggregate, choose_headline, neutral_prompt
 from harness.plan import build_plan
 from harness.runner import run
 from harness.store import Store
-from harness.subjects import choose_headline, neutral_prompt
-from harness.training import BudgetMeter
 
 TASK = "dreambooth_subjects"
 METHODS = ("frozen", "textual_inversion", "dreambooth", "dreambooth_lora", "ti_then_ft")
@@ -32,26 +30,13 @@ def _same(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
     return before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
-def _context(plan, tmp_path: Path, sample=None):
+def _execution(plan, tmp_path: Path):
+    """The runner's execution of one run, before its first subject is fitted (public entry points only)."""
     from harness import models
-    from harness.methods.subject import SubjectContext
+    from harness.runner import Execution, StageTimer
 
-    photos = data.load(plan)
-    subject = plan.task.data.subjects[0]
-    bundle = models.load(plan)
-    budget = plan.task.budget
-    folder = tmp_path / "subjects" / subject.name
-    folder.mkdir(parents=True)
-    ctx = SubjectContext(plan, bundle, subject, photos[subject.name], folder, tmp_path,
-                         BudgetMeter(budget.max_samples, budget.max_steps, budget.max_seconds),
-                         sample or (lambda step: None))
-    return ctx, bundle
-
-
-def _method(plan):
-    from harness.registry import method_class
-
-    return method_class(plan.method.kind)(plan.method)
+    unit = data.units(plan)[0]
+    return Execution(plan, models.load(plan), tmp_path, StageTimer(), None, None), unit
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -133,11 +118,12 @@ def test_textual_inversion_changes_only_its_row_and_round_trips(tmp_path: Path) 
     from harness.sampling import build_pipeline, generate
 
     plan = build_plan(TASK, "textual_inversion", "tiny")
-    ctx, bundle = _context(plan, tmp_path)
+    execution, unit = _execution(plan, tmp_path)
+    bundle = execution.bundle
     unet, vae = _state(bundle.unet), _state(bundle.vae)
     others = {k: v for k, v in _state(bundle.text_encoder).items() if "token_embedding" not in k}
-    method = _method(plan)
-    method.fit_subject(ctx)
+    execution.fit_unit(unit)
+    folder = tmp_path / "subjects" / unit.name
     new_id = bundle.tokenizer.convert_tokens_to_ids("<sks>")
     weight = bundle.text_encoder.get_input_embeddings().weight.detach()
     base = sd21.build_tiny().text_encoder.get_input_embeddings().weight.detach()
@@ -151,7 +137,7 @@ def test_textual_inversion_changes_only_its_row_and_round_trips(tmp_path: Path) 
     prompts = [EvalPrompt("rt", "rt.a", "a photo of <sks> toy", "red_star_toy", 2)]
     memory = generate(plan, bundle, prompts, tmp_path / "memory")
     fresh = sd21.build_tiny()
-    build_pipeline(fresh, "ddim").load_textual_inversion(str(ctx.folder / "learned_embeds.safetensors"))
+    build_pipeline(fresh, "ddim").load_textual_inversion(str(folder / "learned_embeds.safetensors"))
     loaded = generate(plan, fresh, prompts, tmp_path / "loaded")
     pngs = [((tmp_path / "memory" / a.file).read_bytes(), (tmp_path / "loaded" / b.file).read_bytes())
             for a, b in zip(memory, loaded, strict=True)]
@@ -160,29 +146,33 @@ def test_textual_inversion_changes_only_its_row_and_round_trips(tmp_path: Path) 
 
 def test_dreambooth_changes_only_the_unet_and_charges_class_images(tmp_path: Path) -> None:
     plan = build_plan(TASK, "dreambooth", "tiny")
-    ctx, bundle = _context(plan, tmp_path)
+    execution, unit = _execution(plan, tmp_path)
+    bundle = execution.bundle
     unet, vae, text = _state(bundle.unet), _state(bundle.vae), _state(bundle.text_encoder)
     vocab = len(bundle.tokenizer)
-    [report] = _method(plan).fit_subject(ctx)
+    execution.fit_unit(unit)
+    [report], details = execution.reports, execution.units[unit.name]
     after = bundle.unet.state_dict()
     assert all(not torch.equal(unet[k], after[k]) for k, _ in bundle.unet.named_parameters())
     assert _same(vae, bundle.vae) and _same(text, bundle.text_encoder) and len(bundle.tokenizer) == vocab
-    assert ctx.details["class_images"] == 2 and ctx.details["class_prompt"] == "a photo of a toy"
-    assert len(list(Path(ctx.details["class_image_folder"]).glob("samples/*.png"))) == 2
+    assert details["class_images"] == 2 and details["class_prompt"] == "a photo of a toy"
+    assert len(list(Path(details["class_image_folder"]).glob("samples/*.png"))) == 2
     # class-image generation happened before training, on the same meter
-    assert report.seconds >= ctx.details["class_image_seconds"] > 0
+    assert report.seconds >= details["class_image_seconds"] > 0
     assert report.samples_seen == 2 * report.steps * plan.training.batch_size  # instance + class halves
     from diffusers import UNet2DConditionModel
 
-    reloaded = UNet2DConditionModel.from_pretrained(str(ctx.folder / "unet"), variant="fp16").state_dict()
+    folder = tmp_path / "subjects" / unit.name / "unet"
+    reloaded = UNet2DConditionModel.from_pretrained(str(folder), variant="fp16").state_dict()
     assert all(torch.equal(reloaded[k].half(), v.half()) for k, v in after.items())
 
 
 def test_dreambooth_lora_changes_only_lora_weights(tmp_path: Path) -> None:
     plan = build_plan(TASK, "dreambooth_lora", "tiny")
-    ctx, bundle = _context(plan, tmp_path)
+    execution, unit = _execution(plan, tmp_path)
+    bundle = execution.bundle
     unet, text = _state(bundle.unet), _state(bundle.text_encoder)
-    _method(plan).fit_subject(ctx)
+    execution.fit_unit(unit)
     after = bundle.unet.state_dict()
     lora = [k for k in after if "lora_" in k]
     base = {k.replace(".base_layer", ""): v for k, v in after.items() if "lora_" not in k}
@@ -190,15 +180,15 @@ def test_dreambooth_lora_changes_only_lora_weights(tmp_path: Path) -> None:
     assert all(torch.equal(unet[k], base[k]) for k in unet)  # every original weight untouched
     assert any(not torch.equal(after[k], torch.zeros_like(after[k])) for k in lora if "lora_B" in k)
     assert _same(text, bundle.text_encoder)
-    assert (ctx.folder / "pytorch_lora_weights.safetensors").is_file()
+    assert (tmp_path / "subjects" / unit.name / "pytorch_lora_weights.safetensors").is_file()
 
 
 def test_ti_then_ft_stages_touch_only_their_part(tmp_path: Path, monkeypatch) -> None:
     from harness import training
 
     plan = build_plan(TASK, "ti_then_ft", "tiny")
-    sampled: list[int] = []
-    ctx, bundle = _context(plan, tmp_path, sample=sampled.append)
+    execution, unit = _execution(plan, tmp_path)
+    bundle = execution.bundle
     snapshots = []
     real_train = training.train
 
@@ -209,7 +199,9 @@ def test_ti_then_ft_stages_touch_only_their_part(tmp_path: Path, monkeypatch) ->
         return report
 
     monkeypatch.setattr(training, "train", spy)
-    first, second = _method(plan).fit_subject(ctx)
+    execution.fit_unit(unit)
+    first, second = execution.reports
+    sampled = sorted({r.checkpoint for r in execution.records})
     (unet0, text0), (unet1, text1), (unet2, text2), (unet3, text3) = snapshots
     token_id = bundle.tokenizer.convert_tokens_to_ids("<rare>")
     key = next(k for k in text0 if k.endswith("token_embedding.weight"))
@@ -221,7 +213,7 @@ def test_ti_then_ft_stages_touch_only_their_part(tmp_path: Path, monkeypatch) ->
     assert (first.steps, second.steps - first.steps) == (2, 4) and sampled == [2, 4]
     from safetensors.torch import load_file
 
-    saved = load_file(str(ctx.folder / "learned_embeds.safetensors"))["<rare>"]
+    saved = load_file(str(tmp_path / "subjects" / unit.name / "learned_embeds.safetensors"))["<rare>"]
     assert torch.equal(saved[0], text3[key][token_id])
 
 

@@ -25,7 +25,7 @@ def test_deepfashion_filter_split_and_train_crops() -> None:
     train, test = images.deepfashion_split(plan)
     assert len(train) + len(test) == 21  # every 8th synthetic image is wider than 0.69 and dropped
     assert len(test) == round(21 * spec.test_fraction) and not {i.item_id for i in train} & {i.item_id for i in test}
-    dataset = data.load(plan)
+    dataset = data.training_set(plan)
     item = dataset[0]
     assert tuple(item["pixel_values"].shape) == (3, *spec.train_crop)
     assert -1.0 <= float(item["pixel_values"].min()) and float(item["pixel_values"].max()) <= 1.0
@@ -57,7 +57,7 @@ def test_coco_filter_one_caption_per_image_and_eval_crop() -> None:
 
 def test_person_folder_and_trigger_prompts() -> None:
     plan = build_plan("face_identity", "flux_lora", "tiny")
-    dataset = data.load(plan)
+    dataset = data.training_set(plan)
     assert len(dataset) == 6 and dataset[0]["caption"] == "a photo of cr7man"
     assert tuple(dataset[0]["pixel_values"].shape) == (3, 32, 32)
     prompts = plan_prompts(plan)
@@ -68,7 +68,7 @@ def test_person_folder_and_trigger_prompts() -> None:
 
 def test_garment_prefix_and_single_image() -> None:
     plan = build_plan("garment", "garment_lora", "tiny")
-    dataset = data.load(plan)
+    dataset = data.training_set(plan)
     assert len(dataset) == 1 and "ukj sks" in dataset[0]["caption"]
     prefix = "A high-quality image of a professional photoshoot featuring "
     assert all(p.text.startswith(prefix) and "ukj sks" in p.text for p in plan_prompts(plan))
@@ -80,9 +80,9 @@ def test_full_profile_without_data_says_where_to_put_it(tmp_path: Path, monkeypa
                                                         task: str, where: str) -> None:
     monkeypatch.delenv("BENCH_DATA", raising=False)
     with pytest.raises(DataMissingError, match="--data-root DIR or set BENCH_DATA"):
-        data.load(build_plan(task, "frozen", "full"))
+        data.training_set(build_plan(task, "frozen", "full"))
     with pytest.raises(DataMissingError) as info:
-        data.load(build_plan(task, "frozen", "full", data_root=tmp_path))
+        data.training_set(build_plan(task, "frozen", "full", data_root=tmp_path))
     message = str(info.value)
     assert str(tmp_path / where) in message and "--profile tiny needs no data" in message and "\n" not in message
 

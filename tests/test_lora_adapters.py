@@ -30,7 +30,7 @@ def test_lora_changes_only_lora_weights_of_unet_and_both_text_encoders() -> None
     method = LoraMethod(plan.method)
     method.prepare(modules)
     before = _snapshot(modules)
-    report = train(plan, bundle, data.load(plan), method, modules)
+    report = train(plan, bundle, data.training_set(plan), method, modules)
     after = _snapshot(modules)
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     assert changed and all(".lora_" in name for name in changed)

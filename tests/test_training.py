@@ -30,7 +30,7 @@ def _snapshot(modules: dict) -> dict[str, torch.Tensor]:
 def test_xattn_ft_changes_only_attn2() -> None:
     plan, bundle, modules, impl = _setup("xattn_ft")
     before = _snapshot(modules)
-    report = train(plan, bundle, data.load(plan), impl, modules)
+    report = train(plan, bundle, data.training_set(plan), impl, modules)
     after = _snapshot(modules)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("unet.") and ".attn2." in k for k in changed)
@@ -43,7 +43,7 @@ def test_xattn_ft_changes_only_attn2() -> None:
 def test_lora_changes_only_lora_weights() -> None:
     plan, bundle, modules, impl = _setup("lora_unet_r1")
     before = _snapshot(modules)
-    train(plan, bundle, data.load(plan), impl, modules)
+    train(plan, bundle, data.training_set(plan), impl, modules)
     after = _snapshot(modules)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(".lora_" in k for k in changed)
@@ -53,13 +53,13 @@ def test_lora_changes_only_lora_weights() -> None:
 def test_weights_that_do_not_change_fail_the_run() -> None:
     plan, bundle, modules, impl = _setup("xattn_ft", learning_rate=0.0, weight_decay=0.0)
     with pytest.raises(TrainingError, match="did not change"):
-        train(plan, bundle, data.load(plan), impl, modules)
+        train(plan, bundle, data.training_set(plan), impl, modules)
 
 
 def test_zero_trainable_refusal_names_the_targets() -> None:
     plan, bundle, modules, impl = _setup("frozen")
     with pytest.raises(TrainingError, match="zero trainable parameters"):
-        train(plan, bundle, data.load(plan), impl, modules)
+        train(plan, bundle, data.training_set(plan), impl, modules)
 
 
 def test_budget_meter_stops_at_first_limit() -> None:
@@ -76,5 +76,5 @@ def test_sample_budget_stops_training() -> None:
     plan, bundle, modules, impl = _setup("xattn_ft")
     plan = plan.model_copy(update={"task": plan.task.model_copy(
         update={"budget": plan.task.budget.model_copy(update={"max_samples": 8})})})
-    report = train(plan, bundle, data.load(plan), impl, modules)
+    report = train(plan, bundle, data.training_set(plan), impl, modules)
     assert (report.steps, report.samples_seen, report.stopped_by) == (2, 8, "samples")

@@ -33,6 +33,17 @@ class ReferenceSet:
         return hasher.hexdigest()[:16]
 
 
+@dataclass
+class TrainingUnit:
+    """What one ``Method.fit`` trains on: the task's training set (``name == "all"``), or one subject's
+    photos (``subject`` set; the method captions them with its identifier)."""
+
+    name: str
+    dataset: Any = None  # CaptionedImages of an ``all`` unit (None when the run does not train)
+    subject: Any = None  # SubjectSpec of a per-subject unit
+    photos: list[np.ndarray] = field(default_factory=list)  # uint8 HxWx3 photos of the subject
+
+
 class CaptionedImages:
     """Map-style dataset of (image in [-1, 1], caption) pairs; a torch DataLoader can batch it."""
 
@@ -127,17 +138,30 @@ def load_subjects(plan: RunPlan) -> dict[str, list[np.ndarray]]:
     return {s.name: dreambooth.read_subject(root, s.name, spec.resolution, spec.interpolation) for s in spec.subjects}
 
 
-def load(plan: RunPlan) -> Any:
-    """The plan's training data (the subset chosen by the run seed; per subject for dreambooth)."""
+def has_subjects(plan: RunPlan) -> bool:
+    """True when the task trains and scores one subject at a time (its data lists subjects)."""
+    return bool(getattr(plan.task.data, "subjects", None))
+
+
+def units(plan: RunPlan) -> list[TrainingUnit]:
+    """What the run fits, in order: one unit per subject when the task has subjects (their photos are read
+    even for the frozen base, so that missing data fails before any model loads), else one unit ``all``
+    holding the training set (the subset chosen by the run seed), or nothing when the run does not train."""
+    if has_subjects(plan):
+        return [TrainingUnit(name, subject=subject, photos=photos)
+                for subject, (name, photos) in zip(plan.task.data.subjects, load_subjects(plan).items(), strict=True)]
+    return [TrainingUnit("all", dataset=training_set(plan) if plan.trains else None)]
+
+
+def training_set(plan: RunPlan) -> CaptionedImages:
+    """The plan's training images and captions (the subset chosen by the run seed)."""
     if plan.task.data.adapter == "cifar10":
         return _cifar(plan)
-    if plan.task.data.adapter == "dreambooth":
-        return load_subjects(plan)
     if plan.task.data.adapter in IMAGE_FOLDER_ADAPTERS:
         from harness.data.images import load_training
 
         return load_training(plan)
-    raise ValueError(f"unknown data adapter '{plan.task.data.adapter}'")
+    raise ValueError(f"data adapter '{plan.task.data.adapter}' has no captioned training set")
 
 
 def load_references(plan: RunPlan) -> ReferenceSet:

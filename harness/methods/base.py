@@ -1,25 +1,65 @@
-"""The method contract: what a fine-tuning method must provide to the runner.
+"""The method contract: what a fine-tuning method provides to the runner, and what the runner gives it.
 
-A method receives the base model's modules by role (``unet``, ``vae``, ``text_encoder``),
-freezes what it does not train, attaches whatever it adds, and returns the parameters the
-optimizer may touch. Third-party methods implement the same class and expose it through the
-``bench.methods`` entry-point group (name = kind); see docs/methods_plugins.md.
+A run trains one or more *units* (``all`` for most tasks, one per subject on subject tasks). For each
+unit the runner builds a ``FitContext`` and calls ``method.fit(ctx)``. The default ``fit`` is the whole
+recipe for most methods:
+
+    bind(ctx)                   adapt tokenizer / text encoder first (textual inversion adds its token)
+    training_set(ctx)           the unit's captioned images (DreamBooth adds frozen-base class images)
+    prepare(modules)            freeze everything, ``attach`` the method's part, return trainable params
+    ctx.train(self, dataset)    the task's loop under the unit's budget meter
+    ctx.save(self, modules)     ``save`` writes the trained part; its file is recorded
+
+A method declares what it trains (``attach``), what it saves (``save``), the word it adds to prompts
+(``identifier``) and, if it differs, its training set; a method with several stages (TI-then-fine-tune)
+overrides ``fit`` alone. Methods never import the training loop or the sampler: ``ctx`` carries them.
+Third-party methods implement the same class and expose it through the ``bench.methods`` entry-point
+group (name = kind); see docs/methods_plugins.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.specs import MethodSpec
+from harness.data import TrainingUnit
+from harness.specs import MethodSpec, TaskSpec
 
 Modules = dict[str, Any]  # role -> torch.nn.Module
 
 
-class Method:
-    """Base class: a frozen base with nothing trainable. Subclasses override ``attach``."""
+@dataclass
+class FitContext:
+    """Everything one unit's training sees. The runner binds the callables:
 
-    needs_subjects = False  # True: trains per subject, only on tasks with the dreambooth data adapter
+    - ``train(method, dataset, modules, plan=None, on_step=None) -> TrainReport``: the task's loop under
+      ``meter`` (``plan`` replaces the run's plan for a stage with its own recipe);
+    - ``checkpoint(step)``: sample the unit's prompts with the current weights, recorded at ``step``;
+    - ``generate(prompt, folder) -> list[PIL.Image]``: images of an ``EvalPrompt`` from the current
+      (frozen, when called before ``prepare``) weights, charged to the budget meter;
+    - ``save(method, modules)``: the method's ``save`` into ``folder``, its file recorded in ``details``.
+    """
+
+    plan: Any  # harness.plan.RunPlan
+    bundle: Any  # harness.models.common.DiffusionBundle
+    unit: TrainingUnit
+    folder: Path  # where this unit's adapter goes (the run folder, or run_dir/subjects/<name>)
+    run_dir: Path
+    meter: Any  # harness.training.BudgetMeter shared by every stage of the unit
+    train: Callable[..., Any]
+    checkpoint: Callable[[int], None]
+    generate: Callable[[Any, Path], list[Any]]
+    save: Callable[[Any, Modules], Path | None]
+    shared: dict[str, Any] = field(default_factory=dict)  # run-wide cache across units (class images)
+    details: dict[str, Any] = field(default_factory=dict)  # recorded in the run's details under the unit
+
+
+class Method:
+    """Base class: a frozen base with nothing trainable. Subclasses override ``attach`` (and ``save``)."""
+
+    per_subject = False  # True: trains one subject at a time, only on tasks whose data has subjects
 
     def __init__(self, spec: MethodSpec) -> None:
         self.spec = spec
@@ -33,6 +73,21 @@ class Method:
         """Human-readable description of what the method selects, for error messages."""
         return "nothing (frozen base)"
 
+    def identifier(self, task: TaskSpec) -> str | None:
+        """The word or token that stands for the subject in prompts (the task's, e.g. ``sks``); None when
+        the task has no subjects."""
+        return getattr(task.data, "identifier", None)
+
+    def bind(self, ctx: FitContext) -> None:
+        """Adapt the tokenizer / text encoder to the unit before anything is prepared (TI adds its token)."""
+
+    def training_set(self, ctx: FitContext) -> Any:
+        """The unit's training set: the task's captioned images, or the subject's photos captioned with the
+        task's instance caption and this method's identifier."""
+        if ctx.unit.subject is None:
+            return ctx.unit.dataset
+        return instance_dataset(ctx, self.identifier(ctx.plan.task))
+
     def prepare(self, modules: Modules) -> list[Any]:
         """Freeze every module, let the method attach or unfreeze its part; return trainable params."""
         for module in modules.values():
@@ -42,6 +97,16 @@ class Method:
 
     def attach(self, modules: Modules) -> None:
         """Add adapters or unfreeze parameters. The base class trains nothing."""
+
+    def fit(self, ctx: FitContext) -> list[Any]:
+        """Train one unit; returns the TrainReports of its stages (the default recipe has one)."""
+        self.bind(ctx)
+        dataset = self.training_set(ctx)  # before prepare: class images come from the frozen base
+        modules = ctx.bundle.modules()
+        self.prepare(modules)
+        report = ctx.train(self, dataset, modules)
+        ctx.save(self, modules)
+        return [report]
 
     def trainable_count(self, params: list[Any]) -> int:
         """How many parameters the method really trains (a method that masks rows counts only those)."""
@@ -59,6 +124,15 @@ class Method:
         """Write the trained part in a loadable format; returns the file, or None if nothing to save."""
         return None
 
-    def extra_state(self) -> dict[str, Any]:
-        """Anything the method wants recorded with the run (e.g. adapter config)."""
-        return {}
+
+def instance_dataset(ctx: FitContext, identifier: str | None) -> Any:
+    """The subject's photos, each captioned with the task's instance caption ("a photo of sks dog")."""
+    import numpy as np
+
+    from harness.data import CaptionedImages
+
+    spec, subject = ctx.plan.task.data, ctx.unit.subject
+    caption = spec.instance_caption.format(identifier, subject.class_noun)
+    count = len(ctx.unit.photos)
+    return CaptionedImages(np.stack(ctx.unit.photos), [caption] * count, [subject.name] * count, spec.resolution,
+                           spec.interpolation)

@@ -2,24 +2,24 @@
 plus the prior-preservation loss on class images ("a photo of a {class}") that the FROZEN base
 generates before anything is attached.
 
-Class images are generated once per class noun and run (seeded per image like every sample) and
-reused by later subjects of the same class; their generation time is charged to the budget meter of
-every subject that uses them, and count and time are recorded in the subject's details.
+Prior preservation is a detail of the training set and the loss (as in diffusers' DreamBooth script):
+``training_set`` pairs each instance example with a class example and the family's loss weighs the
+class half by ``prior_loss_weight``. Class images are generated once per class noun and run (seeded per
+image like every sample), reused by later subjects of the same class, and their generation time is
+charged to the budget meter of every subject that uses them (count and time recorded in its details).
 ``dreambooth`` fine-tunes the whole UNet (saved as a diffusers UNet folder, fp16 weights);
 ``dreambooth_lora`` trains peft LoRA on the UNet instead (saved in the ``load_lora_weights`` format).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.methods.base import Modules
+from harness.methods.base import FitContext, Method, Modules, instance_dataset
 from harness.methods.lora import LoraMethod
-from harness.methods.subject import SubjectContext, SubjectMethod, instance_dataset
 from harness.prompts import EvalPrompt
 
 UNET_FOLDER = "unet"
@@ -43,46 +43,44 @@ class PriorPairs:
                 "prior_weight": self.prior_weight}
 
 
-def class_images(ctx: SubjectContext, count: int, prompt_template: str) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Class images of the subject's class from the frozen base (cached per class noun within the run)."""
-    from PIL import Image
-
-    from harness.sampling import generate
-
-    noun = ctx.subject.class_noun
-    cached = ctx.class_cache.get(noun)
+def class_images(ctx: FitContext, count: int, prompt_template: str) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Class images of the subject's class from the frozen base (cached per class noun within the run); the
+    generation time is charged to this unit's budget meter whether the images were made now or reused."""
+    noun = ctx.unit.subject.class_noun
+    cache = ctx.shared.setdefault("class_images", {})
+    cached = cache.get(noun)
     reused = cached is not None and cached["count"] >= count
     if not reused:
         slug = "_".join(noun.split())
         prompt = EvalPrompt("class_prior", f"prior.{slug}", prompt_template.format("", noun).replace("  ", " "),
                             noun, count)
-        started = time.perf_counter()
-        records = generate(ctx.plan, ctx.bundle, [prompt], ctx.run_dir / "class_images" / slug)
-        seconds = time.perf_counter() - started
         folder = ctx.run_dir / "class_images" / slug
+        started = ctx.meter.seconds
         size = ctx.plan.task.data.resolution
-        arrays = [np.asarray(Image.open(folder / r.file).convert("RGB").resize((size, size)), dtype=np.uint8)
-                  for r in records]
-        cached = {"images": arrays, "count": count, "seconds": round(seconds, 3), "prompt": prompt.text,
-                  "folder": str(folder)}
-        ctx.class_cache[noun] = cached
+        arrays = [np.asarray(image.convert("RGB").resize((size, size)), dtype=np.uint8)
+                  for image in ctx.generate(prompt, folder)]
+        cached = {"images": arrays, "count": count, "seconds": round(ctx.meter.seconds - started, 3),
+                  "prompt": prompt.text, "folder": str(folder)}
+        cache[noun] = cached
     else:
-        ctx.meter.started -= cached["seconds"]  # charge the generation to this subject's budget as well
+        ctx.meter.charge(cached["seconds"])
     record = {"class_images": count, "class_image_seconds": cached["seconds"], "class_prompt": cached["prompt"],
               "class_images_reused": reused, "class_image_folder": cached["folder"]}
     return cached["images"][:count], record
 
 
-def class_dataset(ctx: SubjectContext, images: list[np.ndarray], prompt: str) -> Any:
+def class_dataset(ctx: FitContext, images: list[np.ndarray], prompt: str) -> Any:
     from harness.data import CaptionedImages
 
     spec = ctx.plan.task.data
-    return CaptionedImages(np.stack(images), [prompt] * len(images), [ctx.subject.class_noun] * len(images),
+    return CaptionedImages(np.stack(images), [prompt] * len(images), [ctx.unit.subject.class_noun] * len(images),
                            spec.resolution, spec.interpolation)
 
 
-class DreamBoothMethod(SubjectMethod):
-    """Full UNet fine-tuning with identifier ``sks`` and (optionally) prior preservation."""
+class DreamBoothMethod(Method):
+    """Full UNet fine-tuning with identifier ``sks`` and (optionally) prior preservation, per subject."""
+
+    per_subject = True
 
     @property
     def component(self) -> str:
@@ -98,7 +96,7 @@ class DreamBoothMethod(SubjectMethod):
     def attach(self, modules: Modules) -> None:
         modules["unet"].requires_grad_(True)
 
-    def training_set(self, ctx: SubjectContext) -> Any:
+    def training_set(self, ctx: FitContext) -> Any:
         """Instance photos, paired with frozen-model class images when prior preservation is on."""
         instances = instance_dataset(ctx, self.identifier(ctx.plan.task))
         if not self.prior_preservation:
@@ -109,18 +107,6 @@ class DreamBoothMethod(SubjectMethod):
         ctx.details |= record
         prompt = record["class_prompt"]
         return PriorPairs(instances, class_dataset(ctx, images, prompt), float(params.get("prior_loss_weight", 1.0)))
-
-    def fit_subject(self, ctx: SubjectContext) -> list[Any]:
-        from harness.training import train
-
-        dataset = self.training_set(ctx)  # before prepare: class images come from the frozen base
-        modules = ctx.bundle.modules()
-        self.prepare(modules)
-        report = train(ctx.plan, ctx.bundle, dataset, self, modules, meter=ctx.meter)
-        adapter = self.save(modules, ctx.folder)
-        if adapter is not None:
-            ctx.details["adapter_file"] = str(adapter)
-        return [report]
 
     def adapter_size(self, trainable: int) -> tuple[int, str] | None:
         if not trainable or not self.spec.params.get("save_unet", True):
@@ -153,7 +139,6 @@ class DreamBoothLoraMethod(DreamBoothMethod, LoraMethod):
     attach = LoraMethod.attach
     save = LoraMethod.save
     adapter_size = LoraMethod.adapter_size
-    extra_state = LoraMethod.extra_state
 
     def lora_params(self) -> dict[str, Any]:
         """The LoRA keys of the params (rank, alpha, target_modules, ...); the DreamBooth ones are read above."""

@@ -114,8 +114,6 @@ class LoraMethod(Method):
         lora_pipeline_class(modules).save_lora_weights(folder, safe_serialization=True, **kwargs)
         return folder / "pytorch_lora_weights.safetensors"
 
-    def extra_state(self) -> dict[str, Any]:
-        return {"adapters": [vars(a) for a in self.adapters]}
 
 
 def lora_pipeline_class(modules: Modules) -> Any:

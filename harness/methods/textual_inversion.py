@@ -13,11 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.methods.base import Modules
-from harness.methods.subject import SubjectMethod
+from harness.methods.base import FitContext, Method, Modules
 from harness.models.common import DiffusionBundle
 from harness.specs import TaskSpec
-from harness.specs_data import SubjectSpec
 
 EMBEDS_FILE = "learned_embeds.safetensors"
 
@@ -39,8 +37,10 @@ def add_token(bundle: DiffusionBundle, token: str, init_word: str) -> int:
     return token_id
 
 
-class TextualInversionMethod(SubjectMethod):
-    """Trains the embedding row of ``params.token`` only."""
+class TextualInversionMethod(Method):
+    """Trains the embedding row of ``params.token`` only, one subject at a time."""
+
+    per_subject = True
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
@@ -61,9 +61,10 @@ class TextualInversionMethod(SubjectMethod):
     def identifier(self, task: TaskSpec) -> str:
         return self.token
 
-    def bind(self, bundle: DiffusionBundle, subject: SubjectSpec) -> None:
-        init_word = str(self.spec.params.get("init_word") or subject.class_noun)
-        self.token_ids = [add_token(bundle, self.token, init_word)]
+    def bind(self, ctx: FitContext) -> None:
+        """Add the token to the unit's tokenizer and text encoder (a fresh base per subject)."""
+        init_word = str(self.spec.params.get("init_word") or ctx.unit.subject.class_noun)
+        self.token_ids = [add_token(ctx.bundle, self.token, init_word)]
 
     def attach(self, modules: Modules) -> None:
         weight = modules["text_encoder"].get_input_embeddings().weight
@@ -97,5 +98,3 @@ class TextualInversionMethod(SubjectMethod):
         save_file({self.token: rows}, str(path), metadata={"method": self.spec.name, "token": self.token})
         return path
 
-    def extra_state(self) -> dict[str, Any]:
-        return {"token": self.token, "token_ids": self.token_ids}

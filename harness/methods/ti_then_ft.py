@@ -5,17 +5,16 @@ its embedding row on "a photo of <rare> {class}" (``params.stage1``: ~100 steps 
 the text encoder (the learned row included) and fine-tunes the whole UNet (``params.stage2``: 200-400
 steps at 5e-6), no prior preservation. Every ``params.checkpoint_every`` stage-2 steps, and at the end,
 the subject's prompts are sampled (recorded with ``checkpoint`` = stage-2 step); ``params.headline``
-states which checkpoint becomes the headline row (see harness.subjects.choose_headline).
-Both stages share the subject's budget meter.
+states which checkpoint becomes the headline row (the metrics layer applies the rule). Both stages share
+the subject's budget meter; checkpoint sampling pauses it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from harness.methods.base import Modules
+from harness.methods.base import FitContext, Method, Modules, instance_dataset
 from harness.methods.dreambooth import DreamBoothMethod
-from harness.methods.subject import SubjectContext, SubjectMethod, instance_dataset
 from harness.methods.textual_inversion import TextualInversionMethod
 from harness.plan import RunPlan
 from harness.specs import MethodSpec, TaskSpec
@@ -27,8 +26,10 @@ def stage_plan(plan: RunPlan, overrides: dict[str, Any]) -> RunPlan:
     return plan.model_copy(update={"training": training})
 
 
-class TiThenFtMethod(SubjectMethod):
+class TiThenFtMethod(Method):
     """Two stages on one subject; what each stage trains is a TextualInversionMethod / DreamBoothMethod."""
+
+    per_subject = True
 
     @property
     def component(self) -> str:
@@ -75,17 +76,15 @@ class TiThenFtMethod(SubjectMethod):
             return 4 * row, "computed: token row x 4 B (fp32)"
         return 2 * (trainable - row) + 4 * row, "computed: UNet params x 2 B (fp16) + token row x 4 B (fp32)"
 
-    def fit_subject(self, ctx: SubjectContext) -> list[Any]:
-        from harness.training import train
-
+    def fit(self, ctx: FitContext) -> list[Any]:
+        """Stage 1 (the token), then stage 2 (the UNet) with checkpoints every ``checkpoint_every`` steps."""
         stage1, stage2 = self.stage_methods()
         params = self.spec.params
         modules = ctx.bundle.modules()
-        stage1.bind(ctx.bundle, ctx.subject)
+        stage1.bind(ctx)
         stage1.prepare(modules)
         dataset = instance_dataset(ctx, self.token)
-        first = train(stage_plan(ctx.plan, dict(params.get("stage1", {}))), ctx.bundle, dataset, stage1, modules,
-                      meter=ctx.meter)
+        first = ctx.train(stage1, dataset, modules, plan=stage_plan(ctx.plan, dict(params.get("stage1", {}))))
         ctx.details["token_file"] = str(stage1.save(modules, ctx.folder))
         stage2.prepare(modules)  # freezes everything (text encoder, learned row) and unfreezes the UNet
         start = ctx.meter.steps
@@ -94,17 +93,15 @@ class TiThenFtMethod(SubjectMethod):
         def checkpoint(total_steps: int) -> None:
             step = total_steps - start
             if step % self.checkpoint_every == 0:
-                ctx.sample(step)
+                ctx.checkpoint(step)
                 sampled.append(step)
 
-        second = train(stage_plan(ctx.plan, dict(params.get("stage2", {}))), ctx.bundle, dataset, stage2, modules,
-                       meter=ctx.meter, on_step=checkpoint)
+        second = ctx.train(stage2, dataset, modules, plan=stage_plan(ctx.plan, dict(params.get("stage2", {}))),
+                           on_step=checkpoint)
         final = ctx.meter.steps - start
         if final not in sampled:
-            ctx.sample(final)
+            ctx.checkpoint(final)
             sampled.append(final)
-        adapter = stage2.save(modules, ctx.folder)
-        if adapter is not None:
-            ctx.details["adapter_file"] = str(adapter)
+        ctx.save(stage2, modules)
         ctx.details |= {"stage_steps": [first.steps, final], "checkpoints": sampled}
         return [first, second]

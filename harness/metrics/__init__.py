@@ -72,6 +72,7 @@ class Aggregate:
 class ScoreResult:
     per_sample: list[SampleScore] = field(default_factory=list)
     aggregates: list[Aggregate] = field(default_factory=list)
+    headline: dict[str, Any] | None = None  # {"rule", "checkpoint", "checkpoints"} when checkpoints were scored
 
 
 def aggregate_means(metric: str, records: list[SampleRecord], values: list[float], card: MetricCard,
@@ -170,4 +171,56 @@ def score(plan: RunPlan, records: list[SampleRecord], run_dir: Path, on_metric: 
     finally:
         _REFERENCES = None
     result.aggregates.extend(near_black_counts(plan, records))
+    return result
+
+
+def neutral_prompt(prompt: str, identifier: str | None) -> str:
+    """The prompt without the identifier word / token: the text every method is scored against."""
+    if not identifier:
+        return prompt
+    return " ".join(word for word in prompt.split() if word != identifier)
+
+
+def choose_headline(rule: dict[str, Any], aggregates: list[Aggregate]) -> int:
+    """The checkpoint the rule picks: ``final`` = the last one; ``best`` = the best overall value of
+    ``metric`` on ``prompt_set`` (by the metric card's direction; ties go to the earlier step)."""
+    steps = sorted({a.checkpoint for a in aggregates if a.checkpoint is not None})
+    kind = rule.get("rule", "final")
+    if kind == "final":
+        return steps[-1]
+    if kind != "best":
+        raise ValueError(f"headline rule '{kind}' is not one of final, best")
+    metric, prompt_set = rule.get("metric"), rule.get("prompt_set")
+    overall = {a.checkpoint: a for a in aggregates
+               if a.metric == metric and a.prompt_set == prompt_set and a.group == ALL}
+    if set(overall) != set(steps):
+        raise ValueError(f"headline rule 'best': no overall '{metric}' on prompt set '{prompt_set}' for every "
+                         f"checkpoint {steps}")
+    sign = 1.0 if overall[steps[0]].card.get("higher_is_better", True) else -1.0
+    return max(steps, key=lambda step: (sign * overall[step].value, -step))
+
+
+def score_run(plan: RunPlan, records: list[SampleRecord], run_dir: Path, identifiers: dict[str, str],
+              on_metric: Any = None) -> ScoreResult:
+    """Score each checkpoint's samples on identifier-free prompts; add headline rows when checkpoints exist."""
+    from dataclasses import replace
+
+    by_checkpoint: dict[int | None, list[SampleRecord]] = defaultdict(list)
+    for record in records:
+        by_checkpoint[record.checkpoint].append(record)
+    result = ScoreResult()
+    for checkpoint, group in by_checkpoint.items():
+        neutral = [replace(r, prompt=neutral_prompt(r.prompt, identifiers.get(r.group))) for r in group]
+        part = score(plan, neutral, run_dir, on_metric)
+        result.per_sample += [replace(s, checkpoint=checkpoint) for s in part.per_sample]
+        result.aggregates += [replace(a, checkpoint=checkpoint) for a in part.aggregates]
+    if None in by_checkpoint:
+        return result
+    rule = dict(plan.method.params.get("headline", {"rule": "final"}))
+    chosen = choose_headline(rule, result.aggregates)
+    result.headline = {"rule": rule, "checkpoint": chosen, "checkpoints": sorted(by_checkpoint)}
+    result.per_sample += [replace(s, checkpoint=None) for s in result.per_sample if s.checkpoint == chosen]
+    result.aggregates += [replace(a, checkpoint=None, card={**a.card, "headline_rule": rule,
+                                                              "headline_checkpoint": chosen})
+                          for a in result.aggregates if a.checkpoint == chosen]
     return result
