@@ -123,3 +123,24 @@ def test_dashboard_command_refuses_a_missing_database(tmp_path: Path) -> None:
 
 def test_store_unchanged_by_refused_submissions(board_db: dict) -> None:
     assert len(Store(board_db["db"]).runs(TASK)) == 3 + 3 + 1  # tiny_runs, three submissions, one in progress
+
+
+def test_per_subject_plugin_runs_through_the_same_contract(bitfit_plugin: Path, tmp_path: Path) -> None:
+    """A plugin kind with ``per_subject``, its own identifier and its own training set (class images made by
+    ``ctx.generate``) runs on dreambooth_subjects through the entry point, one adapter per subject."""
+    spec = bitfit_plugin.parent / "subject_bitfit.yaml"
+    db = tmp_path / "bench.duckdb"
+    result = _submit(str(spec), "--task", "dreambooth_subjects", "--profile", "tiny", "--db", str(db))
+    assert result.exit_code == 0, result.output
+    [run] = [r for r in Store(db).runs("dreambooth_subjects") if r["method"] == "subject_bitfit"]
+    assert run["status"] == "completed" and run["method_kind"] == "subject_bitfit"
+    subjects = run["details"]["subjects"]
+    assert set(subjects) == {"red_star_toy", "spotted_dog"}
+    run_dir = Path(run["run_dir"])
+    for name, record in subjects.items():
+        assert record["identifier"] == "zwx" and record["stages"][0]["changed_tensors"] > 0
+        assert Path(record["adapter_file"]) == run_dir / "subjects" / name / "bitfit_biases.safetensors"
+        assert len(list((run_dir / "subjects" / name / "class_images" / "samples").glob("*.png"))) == 2
+    prompts = {s["prompt"] for s in Store(db).samples(run["run_id"])}
+    assert prompts and all("zwx" in p for p in prompts)  # the method's identifier went into its prompts
+    assert run["steps"] == sum(s["stages"][0]["steps"] for s in subjects.values()) > 0

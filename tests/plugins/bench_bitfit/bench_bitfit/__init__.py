@@ -40,3 +40,39 @@ class BitFitMethod(Method):
         path = folder / "bitfit_biases.safetensors"
         save_file(state, str(path), metadata={"method": self.spec.name})
         return path
+
+
+class SubjectBitFitMethod(BitFitMethod):
+    """BitFit per subject (DreamBooth-style): one set of biases per subject, trained on its photos captioned
+    with this method's own identifier word, plus frozen-base images of the subject's class to keep the
+    class prior. Shows the per-subject half of the contract: ``per_subject``, ``identifier``, ``training_set``.
+    """
+
+    per_subject = True
+
+    def identifier(self, task):
+        return str(self.spec.params.get("identifier", "zwx"))
+
+    def training_set(self, ctx):
+        """The subject's photos (default captioning with ``identifier``) followed by ``class_images``
+        frozen-base images of "a photo of a {class}", generated through ``ctx.generate`` (charged to the
+        unit's budget)."""
+        import numpy as np
+
+        from harness.data import CaptionedImages
+        from harness.prompts import EvalPrompt
+
+        instances = super().training_set(ctx)
+        count = int(self.spec.params.get("class_images", 0))
+        if not count:
+            return instances
+        noun = ctx.unit.subject.class_noun
+        prompt = EvalPrompt("class_prior", f"prior.{noun}", f"a photo of a {noun}", noun, count)
+        spec = ctx.plan.task.data
+        size = spec.resolution
+        generated = [np.asarray(im.convert("RGB").resize((size, size)), dtype=np.uint8)
+                     for im in ctx.generate(prompt, ctx.folder / "class_images")]
+        images = np.concatenate([np.stack(ctx.unit.photos), np.stack(generated)])
+        captions = list(instances.captions) + [prompt.text] * count
+        return CaptionedImages(images, captions, list(instances.groups) + [noun] * count, spec.resolution,
+                               spec.interpolation)
