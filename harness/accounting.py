@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harness.methods import method_class
 from harness.plan import RunPlan
-from harness.registry import method_class
 from harness.training import trained_roles
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from harness import registry
 from harness.errors import BenchError
+from harness.paths import PROJECT_ROOT
 from harness.specs import SpecError
 
 app = typer.Typer(help="Benchmark fine-tuning methods of text-to-image diffusion models.", no_args_is_help=True,
@@ -165,9 +166,10 @@ def sweep(
     force: Annotated[bool, typer.Option("--force", help="Rerun cells that have a completed run.")] = False,
 ) -> None:
     """Run one ordinary run per sweep cell (overrides recorded in each plan); print a summary table."""
+    from harness.commands.sweep import run_sweep
+    from harness.plan import parse_grid
     from harness.report import print_sweep
     from harness.store import Store
-    from harness.sweep import parse_grid, run_sweep
 
     if design not in ("full", "face-study"):
         raise SpecError(f"--design '{design}': expected full or face-study")
@@ -253,11 +255,11 @@ def submit(
     = False,
 ) -> None:
     """Validate a method spec, register it in your registry, run it on tasks, and show the leaderboards."""
+    from harness.commands.submit import register, validate
     from harness.progress import RichProgress
     from harness.report import print_leaderboard
     from harness.runner import run
     from harness.store import Store
-    from harness.submit import register, validate
 
     submission = validate(spec, task or list(registry.task_files()), _check_profile(profile), seed)
     target = register(submission, replace)
@@ -288,7 +290,7 @@ def dashboard(
 
     from harness.store import StoreError
 
-    app_file = registry.PROJECT_ROOT / "dashboard" / "app.py"
+    app_file = PROJECT_ROOT / "dashboard" / "app.py"
     if not app_file.is_file():
         raise BenchError(f"{app_file}: dashboard app not found (it runs from a source checkout: pip install -e .)")
     if not db.is_file():

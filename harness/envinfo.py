@@ -7,7 +7,7 @@ import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from harness.registry import PROJECT_ROOT
+from harness.paths import PROJECT_ROOT
 
 PACKAGES = ["torch", "diffusers", "transformers", "peft", "accelerate", "open_clip_torch", "duckdb",
             "torch-fidelity", "harness"]

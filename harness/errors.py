@@ -25,3 +25,9 @@ class TrainingError(BenchError):
     """Training refused to start or produced an invalid result."""
 
     exit_code = 4
+
+
+class PluginError(BenchError):
+    """A method-kind plugin that cannot be loaded or does not implement the Method contract."""
+
+    exit_code = 2

@@ -6,17 +6,13 @@ Nothing here imports torch: listing must stay instant.
 from __future__ import annotations
 
 import difflib
-import importlib
-import os
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BenchError
+from harness.paths import baselines_dir, tasks_dir, user_methods_dir
 from harness.specs import MethodSpec, SpecError, TaskSpec, load_method, load_task
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-# kind -> "module:attribute"; modules are imported only when a run needs them.
+# kind -> "module:attribute"; imported only when a run needs the class (``harness.methods.method_class``).
 METHOD_KINDS: dict[str, str] = {
     "frozen": "harness.methods.frozen:FrozenMethod",
     "attn_finetune": "harness.methods.attn_finetune:AttnFinetuneMethod",
@@ -33,28 +29,6 @@ PLUGIN_GROUP = "bench.methods"
 
 class UnknownNameError(LookupError):
     """A task or method name that is neither registered nor a file."""
-
-
-def tasks_dir() -> Path:
-    return Path(os.environ.get("BENCH_TASKS_DIR", PROJECT_ROOT / "tasks"))
-
-
-def baselines_dir() -> Path:
-    return Path(os.environ.get("BENCH_BASELINES_DIR", PROJECT_ROOT / "baselines"))
-
-
-class PluginError(BenchError):
-    """A method-kind plugin that cannot be loaded or does not implement the Method contract."""
-
-    exit_code = 2
-
-
-def user_methods_dir() -> Path:
-    """The user's method registry: ``$BENCH_HOME/methods``, else ``$XDG_CONFIG_HOME/bench/methods``."""
-    if os.environ.get("BENCH_HOME"):
-        return Path(os.environ["BENCH_HOME"]) / "methods"
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return config / "bench" / "methods"
 
 
 def _spec_files(folder: Path) -> dict[str, Path]:
@@ -76,7 +50,7 @@ def method_files() -> dict[str, Path]:
     return {**_spec_files(user_methods_dir()), **baseline_files()}
 
 
-def _unknown(kind: str, name: str, known: list[str]) -> UnknownNameError:
+def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return UnknownNameError(f"unknown {kind} '{name}'{hint} (known: {', '.join(known) or 'none'})")
@@ -90,7 +64,7 @@ def _resolve_path(kind: str, name_or_path: str, registered: dict[str, Path]) -> 
         if not candidate.is_file():
             raise SpecError(f"{candidate}: no such {kind} spec file")
         return candidate
-    raise _unknown(kind, name_or_path, sorted(registered))
+    raise unknown_name(kind, name_or_path, sorted(registered))
 
 
 def get_task(name_or_path: str) -> TaskSpec:
@@ -126,27 +100,6 @@ def plugin_kinds() -> dict[str, Any]:
 def known_kinds() -> list[str]:
     """Built-in and plugin method kinds."""
     return sorted({*METHOD_KINDS, *plugin_kinds()})
-
-
-def method_class(kind: str) -> Any:
-    """Import and return the implementation class of a method kind (built-in or plugin)."""
-    if kind in METHOD_KINDS:
-        module_name, attribute = METHOD_KINDS[kind].split(":")
-        return getattr(importlib.import_module(module_name), attribute)
-    plugin = plugin_kinds().get(kind)
-    if plugin is None:
-        raise _unknown("method kind", kind, known_kinds())
-    try:
-        implementation = plugin.load()
-    except Exception as exc:
-        raise PluginError(f"method kind '{kind}': plugin entry point '{plugin.value}' failed to load "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    from harness.methods.base import Method
-
-    if not (isinstance(implementation, type) and issubclass(implementation, Method)):
-        raise PluginError(f"method kind '{kind}': plugin entry point '{plugin.value}' is not a subclass of "
-                          "harness.methods.base.Method")
-    return implementation
 
 
 def validate_file(path: Path) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from harness.registry import PROJECT_ROOT
+from harness.paths import PROJECT_ROOT
 from harness.specs import SpecError, parse_spec
 
 COLUMNS = ("task", "method", "overrides", "metric", "prompt_set", "group", "value", "scale", "note")
@@ -45,7 +45,7 @@ class ReportedFigure(BaseModel):
         """``lr=5e-4;rank=16`` -> ``{"lr": 0.0005, "rank": 16}`` with ``bench sweep``'s parsers."""
         if not isinstance(value, str):
             return value
-        from harness.sweep import parse_grid
+        from harness.plan import parse_grid
 
         try:
             grid = parse_grid([item.strip() for item in value.split(";") if item.strip()])

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.envinfo import git_commit, package_versions
 from harness.plan import RunPlan
@@ -26,6 +27,16 @@ from harness.store import Store
 
 CHECKPOINTS_FOLDER = "checkpoints"
 SUBJECTS_FOLDER = "subjects"
+
+Tick = Callable[[int], None]
+
+
+class ProgressSink(Protocol):
+    """What the runner reports to (``harness.progress.RichProgress`` draws it as bars)."""
+
+    def stage(self, name: str, total: int | None) -> Tick:
+        """Open a stage of ``total`` units (None: unknown) and return the function that advances it."""
+        ...
 
 
 @dataclass
@@ -70,7 +81,8 @@ def new_run_id(plan: RunPlan) -> str:
     return f"{stamp}-{plan.task.name}-{plan.method.name}-{plan.profile}-{plan.plan_hash[:8]}"
 
 
-def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progress: Any = None) -> RunOutcome:
+def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False,
+        progress: ProgressSink | None = None) -> RunOutcome:
     """Execute the plan unless a completed run with the same hash exists (or ``force``).
 
     Missing weights or data raise before anything is stored; any later failure is stored as failed.
@@ -116,7 +128,7 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False, progr
 
 def _check_method_fits_task(plan: RunPlan) -> None:
     from harness.data import has_subjects
-    from harness.registry import method_class
+    from harness.methods import method_class
     from harness.specs import SpecError
 
     if method_class(plan.method.kind).per_subject and not has_subjects(plan):
@@ -146,7 +158,7 @@ def borrowed_adapter_run(plan: RunPlan, store: Store) -> dict[str, Any] | None:
 class Execution:
     """The stages of one run over its units; collects samples, budget totals and per-unit details."""
 
-    def __init__(self, plan: RunPlan, bundle: Any, run_dir: Path, timer: StageTimer, progress: Any,
+    def __init__(self, plan: RunPlan, bundle: Any, run_dir: Path, timer: StageTimer, progress: ProgressSink | None,
                  adapter_run: dict[str, Any] | None) -> None:
         self.plan, self.bundle, self.run_dir, self.timer = plan, bundle, run_dir, timer
         self.progress, self.adapter_run = progress, adapter_run
@@ -221,9 +233,9 @@ class Execution:
 
     def fit_unit(self, unit: Any) -> Any:
         """Fit one unit (if the run trains) and sample its prompts; returns the unit's budget meter."""
+        from harness.methods import method_class
         from harness.methods.base import FitContext
         from harness.prompts import plan_prompts
-        from harness.registry import method_class
         from harness.training import BudgetMeter
 
         plan, budget = self.plan, self.plan.task.budget
@@ -289,10 +301,8 @@ class Execution:
                 (folder / "train_log.json").write_text(json.dumps(self.reports[-1].as_dict(), indent=2))
         return meter
 
-    def _stage(self, name: str, total: int | None) -> Any:
-        from harness.progress import open_stage
-
-        return open_stage(self.progress, name, total)
+    def _stage(self, name: str, total: int | None) -> Tick | None:
+        return self.progress.stage(name, total) if self.progress is not None else None
 
     def _sample(self, prompts: list[Any], checkpoint: int | None, tick: Any) -> list[Any]:
         """Generate the prompts with the current weights in eval mode; checkpoint files get their folder."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import WeightsMissingError
-from harness.models.tokenizer import cache_dir
+from harness.paths import cache_dir
 
 WEIGHTS_ENV = "BENCH_WEIGHTS"
 

@@ -102,7 +102,7 @@ def board_db(tiny_runs: dict, bitfit_plugin: Path, tmp_path_factory: pytest.Temp
     submitting = [""]
 
     class Recording(progress.RichProgress):
-        def stage(self, name: str, total: int | None) -> progress.Tick:
+        def stage(self, name: str, total: int | None):
             record = {"stage": name, "total": total, "ticks": 0}
             stages.setdefault(submitting[0], []).append(record)
             advance = super().stage(name, total)

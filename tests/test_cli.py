@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.registry import PROJECT_ROOT
+from harness.paths import PROJECT_ROOT
 
 runner = CliRunner()
 

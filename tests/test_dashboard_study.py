@@ -10,8 +10,8 @@ from urllib.parse import parse_qs
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from harness.plan import FACE_STUDY
 from harness.store import Store
-from harness.sweep import FACE_STUDY
 
 APP = str(Path(__file__).parents[1] / "dashboard" / "app.py")
 

@@ -39,21 +39,21 @@ def test_missing_cifar_names_what_to_do(tmp_path, monkeypatch) -> None:
 
 def test_subset_caption_and_pixels() -> None:
     plan = build_plan("cifar_alignment", "xattn_ft", "tiny", seed=3)
-    dataset = data.load(plan)
+    dataset = data.training_set(plan)
     assert len(dataset) == 64
     item = dataset[0]
     assert item["pixel_values"].shape == (3, 32, 32)
     assert -1.0 <= float(item["pixel_values"].min()) and float(item["pixel_values"].max()) <= 1.0
     assert item["group"] in item["caption"]
     assert any(item["caption"] == t.format(c=item["group"]) for t in plan.task.data.templates)
-    again = data.load(build_plan("cifar_alignment", "xattn_ft", "tiny", seed=3))
-    other = data.load(build_plan("cifar_alignment", "xattn_ft", "tiny", seed=4))
+    again = data.training_set(build_plan("cifar_alignment", "xattn_ft", "tiny", seed=3))
+    other = data.training_set(build_plan("cifar_alignment", "xattn_ft", "tiny", seed=4))
     assert again.captions == dataset.captions and other.captions != dataset.captions
 
 
 def test_full_profile_upsamples_to_256_bilinear(tmp_path) -> None:
     cifar10.write_synthetic(tmp_path, per_class=2)
     plan = build_plan("cifar_alignment", "xattn_ft", "full", data_root=tmp_path)
-    dataset = data.load(plan)
+    dataset = data.training_set(plan)
     assert len(dataset) == 20  # subset capped by what exists
     assert dataset[0]["pixel_values"].shape == (3, 256, 256)

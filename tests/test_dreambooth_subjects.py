@@ -12,6 +12,7 @@ import torch
 from harness import data
 from harness.errors import DataMissingError
 from harness.metrics import ALL, Aggregate, choose_headline, neutral_prompt
+from harness.paths import PROJECT_ROOT
 from harness.plan import build_plan
 from harness.runner import run
 from harness.store import Store
@@ -361,10 +362,9 @@ def test_subject_methods_refuse_tasks_without_subjects(tmp_path: Path) -> None:
 def test_subject_spec_errors_name_the_field(tmp_path: Path) -> None:
     import yaml
 
-    from harness import registry
     from harness.specs import SpecError, load_task
 
-    source = yaml.safe_load((registry.PROJECT_ROOT / "tasks" / f"{TASK}.yaml").read_text())
+    source = yaml.safe_load((PROJECT_ROOT / "tasks" / f"{TASK}.yaml").read_text())
     broken = yaml.safe_load(yaml.safe_dump(source))
     broken["evaluation"]["prompt_sets"][1]["templates"] = ["a photo of {0}"]
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(broken))

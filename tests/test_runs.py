@@ -11,8 +11,8 @@ import yaml
 from PIL import Image
 
 from harness.metrics import clip_score
+from harness.paths import PROJECT_ROOT
 from harness.plan import build_plan
-from harness.registry import PROJECT_ROOT
 from harness.runner import run
 from harness.sampling import sample_generator, sample_seed
 from harness.store import Store

@@ -12,9 +12,8 @@ from harness.accounting import count_task_methods
 from harness.cli import app
 from harness.errors import WeightsMissingError
 from harness.models import flux, sdxl
-from harness.plan import build_plan
+from harness.plan import FACE_STUDY, build_plan, cells, parse_grid
 from harness.specs import SpecError
-from harness.sweep import FACE_STUDY, cells, parse_grid
 
 
 def _lora_params(module: torch.nn.Module, names: tuple[str, ...], rank: int) -> int:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.commands.sweep import run_sweep
 from harness.errors import BenchError
-from harness.plan import build_plan
+from harness.plan import FACE_STUDY, build_plan
 from harness.runner import run
 from harness.store import Store
-from harness.sweep import FACE_STUDY, run_sweep
 
 PAIRS = [
     *[("deepfashion", m) for m in ("frozen", "lora_unet_r1", "lora_unet_r2", "lora_unet_r4", "lora_unet_r8",

@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 from harness import registry
+from harness.paths import PROJECT_ROOT
 from harness.plan import build_plan
 from harness.specs import SpecError, load_method, load_task, resolve_profile
 
-TASK_FILE = registry.PROJECT_ROOT / "tasks" / "cifar_alignment.yaml"
+TASK_FILE = PROJECT_ROOT / "tasks" / "cifar_alignment.yaml"
 
 
 def _write(tmp_path: Path, data: dict, name: str = "spec.yaml") -> Path:
@@ -102,5 +103,5 @@ def test_plan_resolves_protocol_recipe_and_hash_changes_with_seed() -> None:
 
 
 def test_task_and_method_accept_yaml_paths() -> None:
-    plan = build_plan(str(TASK_FILE), str(registry.PROJECT_ROOT / "baselines" / "frozen.yaml"), "tiny")
+    plan = build_plan(str(TASK_FILE), str(PROJECT_ROOT / "baselines" / "frozen.yaml"), "tiny")
     assert plan.task.name == "cifar_alignment" and plan.method.name == "frozen"

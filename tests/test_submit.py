@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 
 from harness import registry
 from harness.cli import app
+from harness.methods import method_class
+from harness.paths import user_methods_dir
 from harness.specs import SpecError
 from harness.store import Store
 
@@ -31,7 +33,7 @@ def test_plugin_method_runs_end_to_end_and_is_on_the_leaderboard(board_db: dict)
     result = board_db["results"]["bitfit_attn"]
     assert result.exit_code == 0, result.output
     assert "registered method 'bitfit_attn' (kind bitfit)" in result.output
-    target = registry.user_methods_dir() / "bitfit_attn.yaml"
+    target = user_methods_dir() / "bitfit_attn.yaml"
     assert target.is_file() and registry.method_files()["bitfit_attn"] == target
     runs = {r["method"]: r for r in board_db["store"].leaderboard(TASK, "tiny")}
     bitfit = runs["bitfit_attn"]
@@ -46,7 +48,7 @@ def test_plugin_method_runs_end_to_end_and_is_on_the_leaderboard(board_db: dict)
 
 def test_plugin_kind_resolves_lazily_to_its_class(board_db: dict) -> None:
     assert "bitfit" in registry.known_kinds() and "bitfit" not in registry.METHOD_KINDS
-    cls = registry.method_class("bitfit")
+    cls = method_class("bitfit")
     assert cls.__name__ == "BitFitMethod" and cls.__module__ == "bench_bitfit"
 
 
@@ -87,7 +89,7 @@ def test_bad_params_and_unknown_task_are_refused_before_registering(tmp_path: Pa
 
 
 def test_different_spec_under_a_registered_name_needs_replace(tmp_path: Path) -> None:
-    from harness.submit import register, validate
+    from harness.commands.submit import register, validate
 
     first = _spec(tmp_path, name="twin", params={"rank": 2})
     register(validate(first, [TASK], "tiny"))

@@ -7,8 +7,8 @@ import torch
 
 from harness import data, models
 from harness.errors import TrainingError
+from harness.methods import method_class
 from harness.plan import build_plan
-from harness.registry import method_class
 from harness.training import BudgetMeter, train
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import DataMissingError
-from harness.models.tokenizer import cache_dir
+from harness.paths import cache_dir
 from harness.plan import RunPlan
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -252,7 +252,7 @@ def eval_items(plan: RunPlan, limit: int) -> list[ImageItem]:
 
 def load_references(plan: RunPlan) -> Any:
     """Evaluation targets preprocessed per protocol (eval crop), as a ``harness.data.ReferenceSet``."""
-    from harness.data import ReferenceSet
+    from harness.data.datasets import ReferenceSet
 
     spec = plan.task.data
     if spec.adapter in ("deepfashion_multimodal", "coco_captions"):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.data import TrainingUnit
+from harness.data.datasets import TrainingUnit
 from harness.specs import MethodSpec, TaskSpec
 
 Modules = dict[str, Any]  # role -> torch.nn.Module
@@ -129,7 +129,7 @@ def instance_dataset(ctx: FitContext, identifier: str | None) -> Any:
     """The subject's photos, each captioned with the task's instance caption ("a photo of sks dog")."""
     import numpy as np
 
-    from harness.data import CaptionedImages
+    from harness.data.datasets import CaptionedImages
 
     spec, subject = ctx.plan.task.data, ctx.unit.subject
     caption = spec.instance_caption.format(identifier, subject.class_noun)

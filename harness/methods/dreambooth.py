@@ -70,7 +70,7 @@ def class_images(ctx: FitContext, count: int, prompt_template: str) -> tuple[lis
 
 
 def class_dataset(ctx: FitContext, images: list[np.ndarray], prompt: str) -> Any:
-    from harness.data import CaptionedImages
+    from harness.data.datasets import CaptionedImages
 
     spec = ctx.plan.task.data
     return CaptionedImages(np.stack(images), [prompt] * len(images), [ctx.unit.subject.class_noun] * len(images),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.models.tokenizer import cache_dir
+from harness.paths import cache_dir
 
 
 def cache_root() -> Path:

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
+
+from harness.paths import cache_dir
 
 # OpenAI CLIP uses the first 49152 - 256 - 2 merges of the BPE file (after its header line).
 _N_MERGES = 49152 - 256 - 2
-
-
-def cache_dir() -> Path:
-    """Where the harness keeps derived, re-creatable files."""
-    return Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "bench"))
 
 
 def _write_vocab_files(folder: Path) -> None:

@@ -1,6 +1,6 @@
 """``bench submit``: validate a method spec, register it in the user's registry, run it on tasks.
 
-The user's registry is a folder outside the installed package (``registry.user_methods_dir()``).
+The user's registry is a folder outside the installed package (``user_methods_dir()``).
 Everything is validated before anything is written: the spec, its kind (built-in or plugin), that
 the implementation builds from the spec, and a plan on every chosen task.
 """
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import registry
+from harness.methods import method_class
+from harness.paths import user_methods_dir
 from harness.plan import RunPlan, build_plan
 from harness.specs import MethodSpec, SpecError, load_method
 
@@ -33,7 +35,7 @@ def validate(spec_path: Path, tasks: list[str], profile: str, seed: int = 0) -> 
         raise SpecError(f"{spec_path}: field 'name': '{method.name}' is a built-in baseline ({baseline}); "
                         "submit under another name")
     try:
-        registry.method_class(method.kind)(method)
+        method_class(method.kind)(method)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{spec_path}: method kind '{method.kind}' rejects this spec ({exc})") from None
     if not tasks:
@@ -46,7 +48,7 @@ def validate(spec_path: Path, tasks: list[str], profile: str, seed: int = 0) -> 
 def register(submission: Submission, replace: bool = False) -> Path:
     """Copy the spec into the user's registry as ``<name>.yaml``; a different spec of that name is kept
     unless ``replace``."""
-    folder = registry.user_methods_dir()
+    folder = user_methods_dir()
     target = folder / f"{submission.method.name}.yaml"
     if target.exists() and not replace:
         try:

@@ -1,0 +1,31 @@
+"""``bench sweep``: every cell of a grid or design (``harness.plan.cells``) as an ordinary run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.plan import Design, build_plan, cells
+
+
+@dataclass
+class SweepCell:
+    overrides: dict[str, Any]
+    run_id: str
+    status: str
+    error: str | None
+
+
+def run_sweep(task: str, method: str, grid: dict[str, list[Any]], design: Design, profile: str, seed: int,
+              store: Any, runs_root: Any, model_path: Any = None, data_root: Any = None,
+              force: bool = False) -> list[SweepCell]:
+    """Plan every cell first (so a bad spec fails before any training), then run them in order."""
+    from harness.runner import run
+
+    plans = [build_plan(task, method, profile, seed, model_path, data_root, overrides=cell)  # type: ignore[arg-type]
+             for cell in cells(grid, design)]
+    results = []
+    for plan in plans:
+        outcome = run(plan, store, runs_root, force=force)
+        results.append(SweepCell(plan.overrides, outcome.run_id, outcome.status, outcome.error))
+    return results
