@@ -29,6 +29,9 @@ DEFAULT_DB = Path("results/bench.duckdb")
 TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Registered task name or path to a task YAML.")]
 MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Registered method name or path to a method YAML.")]
 ProfileOpt = Annotated[str, typer.Option("--profile", help="full (real weights and data) or tiny (runs anywhere).")]
+TaskProfileOpt = Annotated[str | None, typer.Option(
+    "--profile", help="full (real weights and data) or tiny (runs anywhere); default: the task's "
+    "default_profile (tiny for the study tasks, full for the microworld tasks, whose protocol runs on a CPU).")]
 DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB results file; run folders go next to it in runs/.")]
 
 
@@ -53,8 +56,8 @@ def user_errors(command: Any) -> Any:
     return wrapper
 
 
-def _check_profile(profile: str) -> str:
-    if profile not in ("full", "tiny"):
+def _check_profile(profile: str | None) -> str | None:
+    if profile is not None and profile not in ("full", "tiny"):
         raise SpecError(f"--profile: expected 'full' or 'tiny', got '{profile}'")
     return profile
 
@@ -96,7 +99,7 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Spec files
 @user_errors
 def describe(task: TaskOpt, method: Annotated[str | None, typer.Option(
                  "--method", "-m", help="One method (plan + count); default: every method the task lists.")] = None,
-             profile: ProfileOpt = "tiny", seed: int = 0) -> None:
+             profile: TaskProfileOpt = None, seed: int = 0) -> None:
     """Print the resolved plan and the method's trainable-parameter count and share (or a table for all)."""
     from harness.accounting import count_params
     from harness.plan import build_plan
@@ -104,7 +107,8 @@ def describe(task: TaskOpt, method: Annotated[str | None, typer.Option(
     if method is None:
         from harness.report import print_accounting
 
-        print_accounting(console, registry.get_task(task).name, _check_profile(profile), seed)
+        spec = registry.get_task(task)
+        print_accounting(console, spec.name, _check_profile(profile) or spec.default_profile, seed)
         return
     plan = build_plan(task, method, _check_profile(profile), seed)
     console.print_json(plan.model_dump_json())
@@ -124,7 +128,7 @@ def describe(task: TaskOpt, method: Annotated[str | None, typer.Option(
 def run_command(
     task: TaskOpt,
     method: MethodOpt,
-    profile: ProfileOpt = "tiny",
+    profile: TaskProfileOpt = None,
     seed: Annotated[int, typer.Option(help="Run seed: data subset, training noise, sampling noise.")] = 0,
     model_path: Annotated[Path | None, typer.Option(help="Local diffusers folder instead of the hub id.")] = None,
     data_root: Annotated[Path | None, typer.Option(help="Dataset root (default: $BENCH_DATA).")] = None,
@@ -158,7 +162,7 @@ def sweep(
     grid: Annotated[list[str] | None, typer.Option(help="KEY=V1,V2,... (keys: lr, rank, steps, schedule).")] = None,
     design: Annotated[str, typer.Option(help="full (every grid combination) or face-study (the 11-run table).")]
     = "full",
-    profile: ProfileOpt = "tiny",
+    profile: TaskProfileOpt = None,
     seed: int = 0,
     model_path: Annotated[Path | None, typer.Option(help="Local diffusers folder instead of the hub id.")] = None,
     data_root: Annotated[Path | None, typer.Option(help="Dataset root (default: $BENCH_DATA).")] = None,
@@ -247,7 +251,7 @@ def submit(
     spec: Annotated[Path, typer.Argument(help="Method spec YAML (kind: built-in or from a plugin package).")],
     task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Task to run on (repeat); default: all.")]
     = None,
-    profile: ProfileOpt = "tiny",
+    profile: TaskProfileOpt = None,
     seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
     db: DbOpt = DEFAULT_DB,
     force: Annotated[bool, typer.Option("--force", help="Run even if a completed run has this plan.")] = False,
@@ -273,7 +277,7 @@ def submit(
         if outcome.status == "failed":
             failed.append(f"{plan.task.name}: {outcome.error} (details: {outcome.run_dir}/error.log)")
     for plan in submission.plans:
-        print_leaderboard(console, store, plan.task.name, profile)
+        print_leaderboard(console, store, plan.task.name, plan.profile)
     if failed:
         fail(f"{len(failed)} run(s) failed and are stored as failed: " + "; ".join(failed), 1)
 

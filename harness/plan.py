@@ -57,8 +57,11 @@ class RunPlan(BaseModel):
 
     @property
     def plan_hash(self) -> str:
-        """Content hash over everything that changes results (not where data lives)."""
-        payload = self.model_dump(mode="json", exclude={"data_root"})
+        """Content hash over everything that changes results (not where data lives). Fields that are already
+        resolved into others (a method's family recipes, the task's default profile) stay out, so plans made
+        before they existed keep their hash."""
+        payload = self.model_dump(mode="json", exclude={"data_root": True, "method": {"families"},
+                                                        "task": {"default_profile"}})
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -89,19 +92,23 @@ def resolve_training(task: TaskSpec, method: MethodSpec) -> ResolvedTraining:
 def build_plan(
     task_ref: str,
     method_ref: str,
-    profile: Profile = "tiny",
+    profile: Profile | None = None,
     seed: int = 0,
     model_path: Path | None = None,
     data_root: Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> RunPlan:
-    """Load the specs, resolve the profile and training recipe, and freeze a plan.
+    """Load the specs, resolve the profile (the task's ``default_profile`` when None) and training recipe,
+    and freeze a plan.
 
     ``overrides`` (sweep cells: lr, rank, steps, schedule) are applied to the method spec after its
     profile (a sweep cell wins over the method's tiny profile).
     """
-    task = resolve_profile(get_task(task_ref), profile)
-    method = apply_overrides(resolve_method_profile(get_method(method_ref), profile), overrides or {})
+    spec = get_task(task_ref)
+    profile = profile or spec.default_profile
+    task = resolve_profile(spec, profile)
+    method = apply_overrides(resolve_method_profile(get_method(method_ref), profile, task.model.family),
+                             overrides or {})
     if profile == "tiny":
         model_source = f"tiny:{task.model.family}"
     else:

@@ -47,8 +47,8 @@ def expand_prompts(task: TaskSpec, identifiers: dict[str, str] | None = None) ->
 
 def _subject_prompts(task: TaskSpec, prompt_set: PromptSetSpec, identifiers: dict[str, str]) -> list[EvalPrompt]:
     """One prompt per (subject, template); ``group`` is the subject, ids do not depend on the identifier."""
-    if task.data.adapter != "dreambooth":
-        raise ValueError(f"prompt set '{prompt_set.name}': 'subject_templates' needs the dreambooth data adapter")
+    if not getattr(task.data, "subjects", None):
+        raise ValueError(f"prompt set '{prompt_set.name}': 'subject_templates' needs a data adapter with subjects")
     prompts = []
     for subject in task.data.subjects:
         templates = prompt_set.live_templates if subject.live and prompt_set.live_templates else prompt_set.templates

@@ -16,6 +16,7 @@ from harness.specs_data import (
     CocoCaptionsDataSpec,
     DeepFashionDataSpec,
     DreamboothDataSpec,
+    MicroworldDataSpec,
     PersonFolderDataSpec,
     SingleImageDataSpec,
     check_subject_template,
@@ -35,7 +36,7 @@ class _Strict(BaseModel):
 class ModelSpec(_Strict):
     """Which base model family and which weights."""
 
-    family: Literal["sd15", "sd21", "sdxl", "flux"]
+    family: Literal["sd15", "sd21", "sdxl", "flux", "micro"]
     hub_id: str
     revision: str | None = None
     # SDXL only: the refiner applied to the last ``sampling.refine_fraction`` of denoising.
@@ -88,7 +89,7 @@ class Cifar10DataSpec(_Strict):
 # One typed data spec per adapter, chosen by its ``adapter`` field.
 DataSpec = Annotated[
     Cifar10DataSpec | DeepFashionDataSpec | CocoCaptionsDataSpec | PersonFolderDataSpec | SingleImageDataSpec
-    | DreamboothDataSpec,
+    | DreamboothDataSpec | MicroworldDataSpec,
     Field(discriminator="adapter"),
 ]
 
@@ -209,6 +210,8 @@ class TaskSpec(_Strict):
     sampling: SamplingSpec
     evaluation: EvaluationSpec
     profiles: dict[Literal["tiny"], dict[str, Any]] = Field(default_factory=dict)
+    # The profile a command uses when no --profile is given: microworld tasks' full protocol runs on a CPU.
+    default_profile: Literal["full", "tiny"] = "tiny"
     # The methods the protocol compares on this task (what `bench describe --task T` accounts for).
     methods: list[str] = Field(default_factory=list)
     # Evaluation-only task: scores the adapter that this task's run of the same method produced.
@@ -226,6 +229,9 @@ class MethodSpec(_Strict):
     training: TrainingSpec = TrainingSpec()
     # Reduced counts for the tiny profile (e.g. class images, stage steps), merged like a task's.
     profiles: dict[Literal["tiny"], dict[str, Any]] = Field(default_factory=dict)
+    # The recipe on another base-model family (e.g. the 1M-parameter microworld UNet needs a larger learning
+    # rate than SD's 5e-6), merged over the spec before its profile.
+    families: dict[Literal["sd15", "sd21", "sdxl", "flux", "micro"], dict[str, Any]] = Field(default_factory=dict)
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -279,12 +285,14 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def _load_with_profiles(model: type[TaskSpec] | type[MethodSpec], path: Path) -> Any:
-    """Load and validate a spec, and each of its profiles merged over it."""
+    """Load and validate a spec, and each of its profiles and family recipes merged over it."""
     data = read_yaml(path)
     spec = parse_spec(model, data, str(path))
+    base = {k: v for k, v in data.items() if k not in ("profiles", "families")}
     for profile, override in spec.profiles.items():
-        merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, override)
-        parse_spec(model, merged, f"{path} (profiles.{profile})")
+        parse_spec(model, deep_merge(base, override), f"{path} (profiles.{profile})")
+    for family, override in getattr(spec, "families", {}).items():
+        parse_spec(model, deep_merge(base, override), f"{path} (families.{family})")
     return spec
 
 
@@ -298,9 +306,11 @@ def load_method(path: Path) -> MethodSpec:
     return _load_with_profiles(MethodSpec, path)
 
 
-def resolve_method_profile(method: MethodSpec, profile: str) -> MethodSpec:
-    """The method as the given profile sees it (its own overrides, if any, merged; no profiles left)."""
-    base = method.model_dump(mode="json", exclude={"profiles"})
+def resolve_method_profile(method: MethodSpec, profile: str, family: str | None = None) -> MethodSpec:
+    """The method as the given profile on the given model family sees it: its recipe for that family, then
+    its profile's overrides, merged (no profiles or families left)."""
+    base = method.model_dump(mode="json", exclude={"profiles", "families"})
+    base = deep_merge(base, method.families.get(family, {})) if family else base
     override = method.profiles.get(profile, {}) if profile != "full" else {}
     return parse_spec(MethodSpec, deep_merge(base, override), f"method {method.name} ({profile})")
 

@@ -117,3 +117,56 @@ class DreamboothDataSpec(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("subject names must be unique")
         return self
+
+
+AttributeValue = str | int
+
+
+class WorldSetSpec(_Strict):
+    """Images drawn from the microworld (``harness.micro.world``): ``count`` samples whose captioned
+    attributes (shape, colour, background, texture, person) are ``fixed``, or drawn from the values listed
+    under ``vary`` (every value of the world when an attribute is not listed)."""
+
+    count: int = Field(ge=1, le=20000)
+    seed: int = Field(default=0, ge=0)
+    fixed: dict[str, AttributeValue] = Field(default_factory=dict)
+    vary: dict[str, list[AttributeValue]] = Field(default_factory=dict)
+
+
+class MicroSubjectSpec(SubjectSpec):
+    """A microworld subject: one object (shape, colour, texture) seen in ``views`` renderings with its own
+    size, position and rotation jitter on one background; ``class_noun`` is its shape."""
+
+    colour: str
+    texture: str = "plain"
+    background: str = "gray"
+    views: int = Field(default=5, ge=1, le=64)
+    seed: int = Field(default=0, ge=0)
+
+
+class MicroworldDataSpec(_Strict):
+    """The procedural microworld as a dataset: a training set, the reference images metrics compare
+    against, optional subjects (one training unit each) and class templates for prompts."""
+
+    adapter: Literal["microworld"]
+    resolution: int = Field(default=32, ge=8, le=256)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    train: WorldSetSpec | None = None  # None: evaluation-only task
+    references: WorldSetSpec | None = None  # FID/KID targets, reference faces (subjects: their own views)
+    identifier: str = Field(default="sks", min_length=1)
+    instance_caption: str = "a {0} {1} on a gray background"
+    subjects: list[MicroSubjectSpec] = Field(default_factory=list)
+    classes: list[str] = Field(default_factory=list)  # ``class_templates`` prompt sets: one group per class
+    templates: list[str] = Field(default_factory=list)  # with a '{c}' slot
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MicroworldDataSpec:
+        if self.subjects:
+            check_subject_template(self.instance_caption)
+            names = [s.name for s in self.subjects]
+            if len(set(names)) != len(names):
+                raise ValueError("subject names must be unique")
+        for template in self.templates:
+            if "{c}" not in template:
+                raise ValueError(f"template {template!r} must contain '{{c}}'")
+        return self

@@ -27,7 +27,7 @@ class Submission:
     plans: list[RunPlan]
 
 
-def validate(spec_path: Path, tasks: list[str], profile: str, seed: int = 0) -> Submission:
+def validate(spec_path: Path, tasks: list[str], profile: str | None, seed: int = 0) -> Submission:
     """Check the spec, its kind, its name, and that it plans on every task; writes nothing."""
     method = registry.get_method(str(spec_path))
     baseline = registry.baseline_files().get(method.name)

@@ -16,7 +16,7 @@ class SweepCell:
     error: str | None
 
 
-def run_sweep(task: str, method: str, grid: dict[str, list[Any]], design: Design, profile: str, seed: int,
+def run_sweep(task: str, method: str, grid: dict[str, list[Any]], design: Design, profile: str | None, seed: int,
               store: Any, runs_root: Any, model_path: Any = None, data_root: Any = None,
               force: bool = False) -> list[SweepCell]:
     """Plan every cell first (so a bad spec fails before any training), then run them in order."""

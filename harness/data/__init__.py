@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.data import microworld
 from harness.data.datasets import CaptionedImages, ReferenceSet, TrainingUnit
 from harness.paths import cache_dir
 from harness.plan import RunPlan
@@ -83,6 +84,10 @@ def load_subjects(plan: RunPlan) -> dict[str, list[np.ndarray]]:
     return {s.name: dreambooth.read_subject(root, s.name, spec.resolution, spec.interpolation) for s in spec.subjects}
 
 
+def _microworld(plan: RunPlan) -> bool:
+    return plan.task.data.adapter == "microworld"
+
+
 def has_subjects(plan: RunPlan) -> bool:
     """True when the task trains and scores one subject at a time (its data lists subjects)."""
     return bool(getattr(plan.task.data, "subjects", None))
@@ -93,13 +98,16 @@ def units(plan: RunPlan) -> list[TrainingUnit]:
     even for the frozen base, so that missing data fails before any model loads), else one unit ``all``
     holding the training set (the subset chosen by the run seed), or nothing when the run does not train."""
     if has_subjects(plan):
-        return [TrainingUnit(name, subject=subject, photos=photos)
-                for subject, (name, photos) in zip(plan.task.data.subjects, load_subjects(plan).items(), strict=True)]
+        photos = microworld.load_subjects(plan.task.data) if _microworld(plan) else load_subjects(plan)
+        return [TrainingUnit(subject.name, subject=subject, photos=photos[subject.name])
+                for subject in plan.task.data.subjects]
     return [TrainingUnit("all", dataset=training_set(plan) if plan.trains else None)]
 
 
 def training_set(plan: RunPlan) -> CaptionedImages:
     """The plan's training images and captions (the subset chosen by the run seed)."""
+    if _microworld(plan):
+        return microworld.training_set(plan.task.data, plan.task.name)
     if plan.task.data.adapter == "cifar10":
         return _cifar(plan)
     if plan.task.data.adapter in IMAGE_FOLDER_ADAPTERS:
@@ -112,6 +120,8 @@ def training_set(plan: RunPlan) -> CaptionedImages:
 def load_references(plan: RunPlan) -> ReferenceSet:
     """Evaluation targets of the plan's data, preprocessed per protocol (FID targets, reference faces,
     subject photos); ``groups`` = class / person / subject name of each image."""
+    if _microworld(plan):
+        return microworld.references(plan.task.data, plan.task.name)
     if plan.task.data.adapter == "cifar10":
         return _cifar_references(plan)
     if plan.task.data.adapter in IMAGE_FOLDER_ADAPTERS:

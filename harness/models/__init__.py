@@ -8,7 +8,7 @@ from typing import Any
 from harness.models.common import DiffusionBundle
 from harness.plan import RunPlan
 
-FAMILIES = ("sd15", "sd21", "sdxl", "flux")  # each a module of this package
+FAMILIES = ("sd15", "sd21", "sdxl", "flux", "micro")  # each a module of this package
 
 
 def _family(name: str) -> Any:
