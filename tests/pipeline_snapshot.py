@@ -26,11 +26,12 @@ VOLATILE_CARD_KEYS = ("library", "reference_cache_hit")
 
 
 RUN_ID = re.compile(r"\d{8}T\d{6,}-[\w.-]+")
+CACHE_NOTE = re.compile(r"reference stats (loaded from|computed into) the cache")  # depends on earlier runs
 
 
 def _rounded(value: Any) -> Any:
     if isinstance(value, str):
-        return RUN_ID.sub("<run_id>", value)
+        return CACHE_NOTE.sub("reference stats <cache>", RUN_ID.sub("<run_id>", value))
     if isinstance(value, float):
         return round(value, 5)
     if isinstance(value, dict):
@@ -51,7 +52,7 @@ def snapshot(store: Any, run_id: str) -> dict[str, Any]:
     for row in store.aggregates(run_id):
         card = row.get("card") or {}
         card = json.loads(card) if isinstance(card, str) else card
-        flags = [f for f in card.get("flags", []) if f != "reference_cache_hit"]
+        flags = [f for f in card.get("flags", []) if not f.startswith("reference_cache_")]
         kept = {k: v for k, v in row.items() if k not in ("run_id", "card")}
         kept["card"] = {**{k: v for k, v in card.items() if k not in VOLATILE_CARD_KEYS}, "flags": flags}
         aggregates.append(_rounded(kept))
