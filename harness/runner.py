@@ -287,6 +287,7 @@ class Execution:
         before = len(self.records)
         self.reports = []
         if plan.trains:
+            seed_everything(unit_seed(plan.seed, unit.name))  # adapter init, new tokens: from the plan's seed
             with self.timer.stage("train"):
                 self.reports = method.fit(ctx)
         if len(self.records) == before:
@@ -326,6 +327,25 @@ class Execution:
         with self.timer.stage("score"):
             tick = self._stage("scoring", len(self.plan.task.evaluation.metrics))
             return metrics.score_run(self.plan, self.records, self.run_dir, self.identifiers, tick)
+
+
+def unit_seed(run_seed: int, unit: str) -> int:
+    """The seed of one unit's fit: the same for every method given the run seed and the unit's name."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{run_seed}:fit:{unit}".encode()).digest()[:4], "big")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global RNGs (peft draws LoRA's initial A matrices from them) and Python's / numpy's."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def store_rows(records: list, result: Any) -> tuple[list, list, list]:

@@ -55,7 +55,7 @@ class BudgetSpec(_Strict):
 class TrainingSpec(_Strict):
     """Optimisation recipe. Task gives the protocol's defaults; a method may override fields."""
 
-    learning_rate: float | None = Field(default=None, gt=0)
+    learning_rate: float | None = Field(default=None, gt=0, le=10, allow_inf_nan=False)
     betas: tuple[float, float] | None = None
     weight_decay: float | None = Field(default=None, ge=0)
     batch_size: int | None = Field(default=None, ge=1)

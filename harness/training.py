@@ -199,6 +199,10 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
             batch = with_prior_half(batch)
             with accelerator.accumulate(*prepared):
                 loss = bundle.training_loss(batch, active, noise_rng, device)
+                if not torch.isfinite(loss.detach()).all():
+                    raise TrainingError(f"method '{plan.method.name}': diverged at step {meter.steps + 1} (loss "
+                                        f"{float(loss.detach())}); lower the learning rate "
+                                        f"({recipe.learning_rate:g}) or check the data")
                 accelerator.backward(loss)
                 reached = [seen or p.grad is not None for seen, p in zip(reached, trainable, strict=True)]
                 if recipe.max_grad_norm and accelerator.sync_gradients:
@@ -217,6 +221,9 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
     for role, module in zip(roles, prepared, strict=True):
         modules[role].eval()
         accelerator.unwrap_model(module, keep_fp32_wrapper=False)  # sampling must not inherit the training autocast
+    if not all(bool(torch.isfinite(p.detach()).all()) for p in trainable):
+        raise TrainingError(f"method '{plan.method.name}': diverged: non-finite trained weights after "
+                            f"{meter.steps} steps")
     pairs = [(b, p) for b, p, hit in zip(before, trainable, reached, strict=True) if hit]
     changed = sum(int(not torch.equal(b, p.detach().to(b.device))) for b, p in pairs)
     if not pairs or changed < len(pairs):

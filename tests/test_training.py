@@ -78,3 +78,83 @@ def test_sample_budget_stops_training() -> None:
         update={"budget": plan.task.budget.model_copy(update={"max_samples": 8})})})
     report = train(plan, bundle, data.training_set(plan), impl, modules)
     assert (report.steps, report.samples_seen, report.stopped_by) == (2, 8, "samples")
+
+
+def test_budget_meter_pauses_and_charges() -> None:
+    import time
+
+    meter = BudgetMeter(max_samples=10, max_steps=100, max_seconds=1e9)
+    with meter.paused():
+        time.sleep(0.2)
+    assert meter.seconds < 0.1  # sampling inside paused() is not training time
+    meter.charge(5.0)
+    assert 5.0 <= meter.seconds < 5.1
+
+
+def test_non_finite_loss_stops_training_as_diverged(monkeypatch) -> None:
+    plan, bundle, modules, impl = _setup("xattn_ft")
+    real_loss = type(bundle).training_loss
+    calls = []
+
+    def loss_going_nan(self, *args, **kwargs):
+        calls.append(1)
+        loss = real_loss(self, *args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(type(bundle), "training_loss", loss_going_nan)
+    with pytest.raises(TrainingError, match=r"diverged at step 3 \(loss nan\)"):
+        train(plan, bundle, data.training_set(plan), impl, modules)
+
+
+def test_diverged_run_is_stored_failed_never_completed(tmp_path, monkeypatch) -> None:
+    from harness.models.common import DiffusionBundle
+    from harness.runner import run
+    from harness.store import Store
+
+    real_loss = DiffusionBundle.training_loss
+    monkeypatch.setattr(DiffusionBundle, "training_loss",
+                        lambda self, *a, **k: real_loss(self, *a, **k) * float("inf"))
+    store = Store(tmp_path / "bench.duckdb")
+    outcome = run(build_plan("cifar_alignment", "xattn_ft", "tiny"), store, tmp_path / "runs")
+    assert outcome.status == "failed" and "diverged at step 1" in outcome.error
+    assert [r["status"] for r in store.runs("cifar_alignment")] == ["failed"]
+    assert store.leaderboard("cifar_alignment", "tiny") == []
+
+
+@pytest.mark.parametrize("bad", [".inf", ".nan", "0", "-1.0e-3", "100"])
+def test_learning_rate_must_be_finite_positive_and_sane(tmp_path, bad: str) -> None:
+    from harness.specs import SpecError, load_method
+
+    path = tmp_path / "m.yaml"
+    path.write_text(f"name: m\nversion: 1\nkind: lora\ntraining:\n  learning_rate: {bad}\n")
+    with pytest.raises(SpecError, match="training.learning_rate"):
+        load_method(path)
+
+
+def test_same_plan_after_other_work_gives_identical_adapter_and_samples(tmp_path, monkeypatch) -> None:
+    """Every source of randomness derives from the plan's seed: LoRA's initial matrices come from torch's global
+    RNG, which the runner seeds before the method attaches, whatever the process did before. The tiny loader
+    seeds the RNG itself, so the load is wrapped to leave the RNG in a different state each time, as loading
+    real (or microworld) weights from files does."""
+    from safetensors.torch import load_file
+
+    from harness.runner import run
+    from harness.store import Store
+
+    real_load, draws = models.load, iter([10, 1000])
+
+    def load_then_other_work(plan):
+        bundle = real_load(plan)
+        torch.randn(next(draws))
+        return bundle
+
+    monkeypatch.setattr(models, "load", load_then_other_work)
+    plan = build_plan("cifar_alignment", "lora_unet_r1", "tiny")
+    first = run(plan, Store(tmp_path / "a.duckdb"), tmp_path / "a")
+    second = run(plan, Store(tmp_path / "b.duckdb"), tmp_path / "b")
+    assert first.status == second.status == "completed"
+    # tensors bit-identical (the file header's metadata order is diffusers' and may differ)
+    a, b = (load_file(str(o.run_dir / "pytorch_lora_weights.safetensors")) for o in (first, second))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pngs = sorted((first.run_dir / "samples").glob("*.png"))
+    assert pngs and all(p.read_bytes() == (second.run_dir / "samples" / p.name).read_bytes() for p in pngs)
