@@ -4,8 +4,9 @@ aggregates, plus the budget fields of its run row, without run ids, timings, pat
 ``python -m tests.pipeline_snapshot OUT.json`` runs one pair per task on the tiny profile (a fresh
 database under a temporary folder) and writes their snapshots; ``tests/test_pipeline_rows.py`` compares
 the same pairs run by the current code with ``tests/fixtures/pipeline_rows.json``, written by the
-pre-refactor pipeline (commit 3e8ea9a; LoRA values rewritten once when runs began seeding adapter init from the plan seed, rows and counts unchanged). Rewrite the fixture only for a change meant to alter results,
-and say so in the commit.
+pre-refactor pipeline (commit 3e8ea9a). Its LoRA values were rewritten once, when runs began seeding adapter
+init from the plan seed (rows, ids and counts unchanged). Rewrite the fixture only for a change meant to
+alter results, and say so in the commit.
 """
 
 from __future__ import annotations
