@@ -61,10 +61,22 @@ def test_full_profile_offline_weights_missing_message(task: str, hub_id: str) ->
 
 
 def test_cli_run_full_without_weights_is_one_line(tmp_path) -> None:
-    result = CliRunner().invoke(app, ["run", "--task", "face_identity", "--method", "flux_lora", "--profile", "full",
-                                      "--db", str(tmp_path / "b.duckdb"), "--data-root", str(tmp_path)])
+    """Data is checked before any model loads (seconds, not minutes); with the data in place, the missing
+    weights are the one line."""
+    import numpy as np
+    from PIL import Image
+
+    args = ["run", "--task", "face_identity", "--method", "flux_lora", "--profile", "full",
+            "--db", str(tmp_path / "b.duckdb"), "--data-root", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3 and "person photos missing" in result.output and "Traceback" not in result.output
+    (tmp_path / "person").mkdir()
+    for index in range(4):
+        Image.fromarray(np.full((64, 64, 3), 40 * index, dtype=np.uint8)).save(tmp_path / "person" / f"{index}.jpg")
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 3
     assert "FLUX.1-dev" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "b.duckdb").exists()  # nothing stored
 
 
 def test_sweep_grid_and_designs() -> None:
