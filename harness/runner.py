@@ -168,7 +168,7 @@ def _execute(plan: RunPlan, bundle: Any, dataset: Any, run_dir: Path, timer: Sta
         records = sampling.generate(plan, bundle, prompts, run_dir,
                                     open_stage(progress, "sampling", sum(p.samples for p in prompts)))
     with timer.stage("score"):
-        result = metrics.score(plan, records, run_dir,
+        result = metrics.score(metrics.ScoringContext(plan, run_dir), records,
                                open_stage(progress, "scoring", len(plan.task.evaluation.metrics)))
     memory, memory_kind = peak_memory()
     fields |= {"peak_memory_bytes": memory, "memory_kind": memory_kind}

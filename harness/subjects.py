@@ -3,31 +3,25 @@ frozen base under its own budget meter, sampled on that subject's prompts and sc
 
 Every sample's ``group`` is its subject, so the metrics give per-subject rows and overall rows.
 Text-image scores (CLIP-T) use the prompt with the method's identifier removed ("a dog in the snow"),
-the same text for every method. A method that samples checkpoints (``ti_then_ft``) has every checkpoint
-scored (``checkpoint`` = step); the checkpoint its ``params.headline`` rule picks is repeated as the
-headline rows (``checkpoint`` NULL) with the rule and the step in their metric cards.
+the same text for every method (``ScoringContext.identifiers``). A method that samples checkpoints
+(``ti_then_ft``) has every checkpoint scored (``checkpoint`` = step); the checkpoint its
+``params.headline`` rule picks is repeated as the headline rows (``checkpoint`` NULL) with the rule and
+the step in their metric cards (``harness.metrics.score``).
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.metrics import Aggregate, ScoreResult
 from harness.models.common import DiffusionBundle
 from harness.plan import RunPlan
 from harness.prompts import EvalPrompt, plan_prompts
-from harness.sampling import SampleRecord
+from harness.records import SampleRecord, ScoreResult
 
 CHECKPOINTS_FOLDER = "checkpoints"
-
-
-def neutral_prompt(prompt: str, identifier: str) -> str:
-    """The prompt without the identifier word / token: the text every method is scored against."""
-    return " ".join(word for word in prompt.split() if word != identifier)
 
 
 def _sample(plan: RunPlan, bundle: DiffusionBundle, prompts: list[EvalPrompt], run_dir: Path,
@@ -123,58 +117,13 @@ def execute_subjects(plan: RunPlan, bundle: DiffusionBundle, photos: dict | None
                                      "stages": [r.as_dict() for r in reports], **ctx.details}
         base.to("cpu")  # the runner keeps the first bundle alive; later ones are dropped on rebinding
         del ctx, sample
+    from harness import metrics
+
     with timer.stage("score"):
-        result, headline = score_subjects(plan, records, identifiers, run_dir)
-    if headline is not None:
-        records += [replace(r, checkpoint=None) for r in records if r.checkpoint == headline["checkpoint"]]
+        result = metrics.score(metrics.ScoringContext(plan, run_dir, identifiers), records)
+    records += metrics.headline_records(records, result.headline)
     fields = {**totals, "stopped_by": ",".join(sorted(stopped)) or "no training",
-              "details": {"subjects": per_subject, "headline": headline}}
+              "details": {"subjects": per_subject, "headline": result.headline}}
     if plan.trains and totals["adapter_bytes"]:
         fields["adapter_file"] = str(run_dir / "subjects")
     return fields, records, result
-
-
-def choose_headline(rule: dict[str, Any], aggregates: list[Aggregate]) -> int:
-    """The checkpoint the rule picks: ``final`` = the last one; ``best`` = the best overall value of
-    ``metric`` on ``prompt_set`` (by the metric card's direction; ties go to the earlier step)."""
-    steps = sorted({a.checkpoint for a in aggregates if a.checkpoint is not None})
-    kind = rule.get("rule", "final")
-    if kind == "final":
-        return steps[-1]
-    if kind != "best":
-        raise ValueError(f"headline rule '{kind}' is not one of final, best")
-    metric, prompt_set = rule.get("metric"), rule.get("prompt_set")
-    overall = {a.checkpoint: a for a in aggregates
-               if a.metric == metric and a.prompt_set == prompt_set and a.group == "__all__"}
-    if set(overall) != set(steps):
-        raise ValueError(f"headline rule 'best': no overall '{metric}' on prompt set '{prompt_set}' for every "
-                         f"checkpoint {steps}")
-    sign = 1.0 if overall[steps[0]].card.get("higher_is_better", True) else -1.0
-    return max(steps, key=lambda step: (sign * overall[step].value, -step))
-
-
-def score_subjects(plan: RunPlan, records: list[SampleRecord], identifiers: dict[str, str],
-                   run_dir: Path) -> tuple[ScoreResult, dict[str, Any] | None]:
-    """Score each checkpoint's samples on identifier-free prompts; add headline rows when checkpoints exist."""
-    from harness import metrics
-
-    by_checkpoint: dict[int | None, list[SampleRecord]] = defaultdict(list)
-    for record in records:
-        by_checkpoint[record.checkpoint].append(record)
-    result = ScoreResult()
-    for checkpoint, group in by_checkpoint.items():
-        neutral = [replace(r, prompt=neutral_prompt(r.prompt, identifiers[r.group])) for r in group]
-        part = metrics.score(plan, neutral, run_dir)
-        result.per_sample += [replace(s, checkpoint=checkpoint) for s in part.per_sample]
-        result.aggregates += [replace(a, checkpoint=checkpoint) for a in part.aggregates]
-    if None in by_checkpoint:
-        return result, None
-    rule = dict(plan.method.params.get("headline", {"rule": "final"}))
-    chosen = choose_headline(rule, result.aggregates)
-    headline = {"rule": rule, "checkpoint": chosen, "checkpoints": sorted(by_checkpoint)}
-    result.per_sample += [replace(s, checkpoint=None) for s in result.per_sample if s.checkpoint == chosen]
-    result.aggregates += [replace(a, checkpoint=None, card={**a.card, "headline_rule": rule,
-                                                              "headline_checkpoint": chosen})
-                          for a in result.aggregates if a.checkpoint == chosen]
-    return result, headline
-

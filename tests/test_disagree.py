@@ -6,13 +6,14 @@ import pytest
 from scipy.stats import kendalltau
 from typer.testing import CliRunner
 
+from harness.analysis.disagree import DisagreementError, analyse, store_analysis
+from harness.analysis.leaderboard import latest_runs
 from harness.cli import app
-from harness.disagree import DisagreementError, analyse, store_analysis
 
 
 def _overall(store, task: str) -> dict[tuple[str, str], dict[str, float]]:
     values: dict[tuple[str, str], dict[str, float]] = {}
-    for run in store.leaderboard(task, "tiny"):
+    for run in latest_runs(store, task, "tiny"):
         for m in run["metrics"]:
             if m["metric"] == "clip_score":
                 values.setdefault((m["metric"], m["prompt_set"]), {})[run["method"]] = m["value"]
