@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.analysis.leaderboard import MetricColumn, board_runs, is_count, ranked
@@ -32,6 +33,11 @@ def _tiny_note(profile: str) -> str:
         return ("[yellow]tiny profile: random-init tiny models and synthetic data, reduced counts; "
                 "numbers test the pipeline, they are not comparable to the study[/]")
     return ""
+
+
+def _in(prompt_set: str) -> str:
+    """`` [prompt set]`` escaped: rich would read ``[test]`` or ``[simple]`` as a style tag and drop it."""
+    return escape(f"[{prompt_set}]")
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -202,7 +208,7 @@ def print_leaderboard(console: Console, store: Store, task: str, profile: str | 
         table.add_column("method")
         for metric, prompt_set in columns:
             label = count_label(metric) if is_count(metric) else f"{metric} ({_better(metric)} better)"
-            table.add_column(f"{label} [{prompt_set}]", justify="right")
+            table.add_column(f"{label} {_in(prompt_set)}", justify="right")
         budget = ("trainable", "steps", "samples seen", "train s", "peak mem", *(("budget of",) if borrowed else ()))
         for name in budget:
             table.add_column(name, justify="right")
@@ -299,7 +305,7 @@ def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> Non
                   highlight=False)
     methods = sorted({r["method"] for r in analysis["rankings"]})
     table = Table(title="rank of each method by each metric (1 = best)")
-    table.add_column("metric [prompt set]")
+    table.add_column(escape("metric [prompt set]"))
     for method in methods:
         table.add_column(method, justify="right")
     by_key: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -307,7 +313,7 @@ def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> Non
         by_key[(r["metric"], r["prompt_set"])][r["method"]] = r
     for (metric, prompt_set), ranks in sorted(by_key.items()):
         better = "higher" if next(iter(ranks.values()))["higher_is_better"] else "lower"
-        table.add_row(f"{metric} [{prompt_set}] ({better} better)",
+        table.add_row(f"{metric} {_in(prompt_set)} ({better} better)",
                       *(f"{ranks[m]['rank']}  ({ranks[m]['value']:.4g}, N={ranks[m]['n']})" for m in methods))
     console.print(table)
     taus = Table(title="Kendall tau-b between metric rankings")
@@ -315,16 +321,17 @@ def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> Non
         taus.add_column(name)
     for t in analysis["tau"]:
         interval = "-" if t["ci_low"] is None else f"[{t['ci_low']:.2f}, {t['ci_high']:.2f}]"
-        taus.add_row(f"{t['metric_a']} [{t['set_a']}]", f"{t['metric_b']} [{t['set_b']}]", _num(t["tau"], 3),
+        taus.add_row(f"{t['metric_a']} {_in(t['set_a'])}", f"{t['metric_b']} {_in(t['set_b'])}", _num(t["tau"], 3),
                      interval, t["note"])
     console.print(taus)
     if not analysis["flips"]:
         console.print("no method pair changes order between metrics")
     for f in analysis["flips"]:
-        console.print(f"[bold]flip[/] {f['method_a']} vs {f['method_b']}: {f['metric_a']} [{f['set_a']}] prefers "
-                      f"{f['method_a'] if f['delta_a'] > 0 else f['method_b']}, {f['metric_b']} [{f['set_b']}] prefers "
+        first = f["method_a"] if f["delta_a"] > 0 else f["method_b"]
+        console.print(f"[bold]flip[/] {f['method_a']} vs {f['method_b']}: {f['metric_a']} {_in(f['set_a'])} prefers "
+                      f"{first}, {f['metric_b']} {_in(f['set_b'])} prefers "
                       f"{f['method_a'] if f['delta_b'] > 0 else f['method_b']}; both orders hold in "
                       f"{100 * f['persistence']:.0f}% of prompt resamples", highlight=False)
         for prompt in f["prompts"]:
-            console.print(f"    {prompt['prompt_id']} \"{prompt['prompt']}\" strength {prompt['strength']:.2f} "
+            console.print(f"    {prompt['prompt_id']} \"{escape(prompt['prompt'])}\" strength {prompt['strength']:.2f} "
                           f"({prompt['why']})", highlight=False)
