@@ -55,7 +55,7 @@ def _release_memory() -> None:
 def execute_subjects(plan: RunPlan, bundle: DiffusionBundle, photos: dict | None, run_dir: Path, timer: Any,
                      progress: Any) -> tuple[dict, list[SampleRecord], ScoreResult]:
     """Train, sample and score every subject; returns the run fields, the samples and the scores."""
-    from harness import models
+    from harness import metrics, models
     from harness.methods.subject import SubjectContext, SubjectMethod, fit_default
     from harness.registry import method_class
     from harness.training import BudgetMeter
@@ -117,8 +117,6 @@ def execute_subjects(plan: RunPlan, bundle: DiffusionBundle, photos: dict | None
                                      "stages": [r.as_dict() for r in reports], **ctx.details}
         base.to("cpu")  # the runner keeps the first bundle alive; later ones are dropped on rebinding
         del ctx, sample
-    from harness import metrics
-
     with timer.stage("score"):
         result = metrics.score(metrics.ScoringContext(plan, run_dir, identifiers), records)
     records += metrics.headline_records(records, result.headline)
