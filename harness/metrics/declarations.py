@@ -115,11 +115,13 @@ def register_metric(*, metric: str, higher_is_better: bool, display: tuple[str, 
 
 
 def _load() -> dict[str, _Registered]:
+    """The registry in ``FAMILIES`` order (a family's metrics in source order), whatever imported first."""
     if not _LOADED:
         for family in FAMILIES:
             importlib.import_module(f"harness.metrics.{family}")
         _LOADED.append(True)
-    return _REGISTRY
+    rank = {family: i for i, family in enumerate(FAMILIES)}
+    return dict(sorted(_REGISTRY.items(), key=lambda item: rank.get(item[1].declaration.family, len(rank))))
 
 
 def declarations() -> dict[str, MetricDeclaration]:
@@ -151,7 +153,7 @@ def scorer(name: str) -> Callable[..., Any]:
     found = declaration(name)
     if found.count:
         raise ValueError(f"metric '{name}' is a count produced with other metrics; a task cannot name it")
-    return _REGISTRY[name].scorer
+    return _load()[name].scorer
 
 
 def default_backbone(name: str) -> tuple[str, str] | None:
