@@ -31,9 +31,9 @@ def main() -> None:
 
     import harness.data
     from harness.data import ReferenceSet
-    from harness.metrics import fidelity
+    from harness.metrics import ScoringContext, fidelity
     from harness.plan import build_plan
-    from harness.sampling import SampleRecord
+    from harness.records import SampleRecord
 
     rng = np.random.default_rng(0)
     references = ReferenceSet("random", [rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
@@ -51,7 +51,7 @@ def main() -> None:
             Image.fromarray(rng.integers(0, 160, (args.size, args.size, 3), dtype=np.uint8)).save(run_dir / name)
             records.append(SampleRecord("A", f"A.p{i}", "prompt", "g", 0, i, name, 127.0, False))
         start = time.perf_counter()
-        row = fidelity.score(plan, spec, records, run_dir).aggregates[0]
+        row = fidelity.score(ScoringContext(plan, run_dir), spec, records).aggregates[0]
         timings.append(time.perf_counter() - start)
         print(f"{method}: FID {row.value:.6f} (N={row.n}) scored in {timings[-1]:.2f} s; flags {row.card['flags']}")
     print(f"references {args.references} x {args.size}px, generated {args.generated}: first {timings[0]:.2f} s, "

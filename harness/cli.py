@@ -235,7 +235,7 @@ def disagree(
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples over prompts for the tau interval.")] = 1000,
 ) -> None:
     """Rank a task's methods by each metric, Kendall tau between rankings, and order flips; stored in the DB."""
-    from harness.disagree import analyse, store_analysis
+    from harness.analysis.disagree import analyse, store_analysis
     from harness.report import print_disagreement
     from harness.store import Store
 

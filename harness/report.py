@@ -1,8 +1,10 @@
 """Rich tables for the CLI: one run's results, and a task's leaderboard.
 
-Stored values are raw (CLIP cosines, FID, KID, distances); display conventions (x100, CLIPScore's
-2.5*max(cos, 0), N, bias flags, KID std, CIs) are derived here. Degenerate-sample counts (near-black,
-faceless) are shown next to the metric they would distort.
+Stored values are raw (CLIP cosines, FID, KID, distances); how each metric is shown (the columns of its
+declaration's ``display``: x100, CLIPScore's 2.5*max(cos, 0), KID std, faces found) and which way is
+better come from the metric declarations; what the leaderboard holds and how it ranks come from
+``harness.analysis.leaderboard``, the same module the dashboard uses. Degenerate-sample counts
+(near-black, faceless) are shown next to the metric they would distort.
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ from collections import defaultdict
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from harness.analysis.leaderboard import MetricColumn, board_runs, is_count, ranked
+from harness.metric_registry import DISPLAY_KINDS, find, higher_is_better
+from harness.records import ALL
 from harness.store import Store, run_label
 
-ALL = "__all__"
 ANCHOR_SET = "real_vs_real"
-COUNT_METRICS = ("near_black_count", "faceless_count")
-CLIP_TEXT = ("clip_score", "clip_t", "clip_score_all_pairs")
-LOWER_BETTER = ("fid", "kid", "face_distance")
 
 
 def _fmt_bytes(value: int | None) -> str:
@@ -33,46 +35,69 @@ def _tiny_note(profile: str) -> str:
     return ""
 
 
+def _in(prompt_set: str) -> str:
+    """`` [prompt set]`` escaped: rich would read ``[test]`` or ``[simple]`` as a style tag and drop it."""
+    return escape(f"[{prompt_set}]")
+
+
 def _num(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _display(metric: str) -> tuple[str, ...]:
+    declared = find(metric)
+    return declared.display if declared is not None else ("cosine",)
+
+
+def _better(metric: str, card: dict[str, Any] | None = None) -> str:
+    return "higher" if higher_is_better(metric, card) else "lower"
+
+
+def count_label(metric: str) -> str:
+    """Header of a count metric: ``near_black_count`` -> ``near-black``."""
+    return metric.removesuffix("_count").replace("_", "-")
+
+
 def value_columns(metric: str) -> list[str]:
     """Display columns of one metric (after the group column)."""
-    if metric in CLIP_TEXT:
-        return ["raw cosine", "x100", "2.5*max(cos,0)"]
-    if metric == "kid":
-        return ["KID", "std"]
-    if metric == "face_distance":
-        return ["distance", "faces"]
-    return [metric.upper() if metric == "fid" else "raw cosine"]
+    return [DISPLAY_KINDS[kind] for kind in _display(metric)]
+
+
+def _cell(kind: str, row: dict[str, Any]) -> str:
+    value = row["value"]
+    if kind == "x100":
+        return _num(None if value is None else 100 * value, 2)
+    if kind == "clipscore":
+        return _num(None if value is None else 2.5 * max(value, 0.0), 4)
+    if kind == "kid":
+        return _num(value, 5)
+    if kind == "std":
+        return _num(row.get("std"), 5)
+    if kind == "faces":
+        return f"{row['card'].get('n_scored', '?')}/{row['n']}"
+    if kind == "count":
+        return "-" if value is None else f"{int(value)}/{row['n']}"
+    if kind == "fid":  # two decimals as papers print it; small (tiny-profile) values keep 3 significant digits
+        return "-" if value is None else f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+    return _num(value)  # cosine, distance
 
 
 def value_cells(row: dict[str, Any]) -> list[str]:
     """Cells for ``value_columns`` of a stored aggregate row."""
-    metric, value = row["metric"], row["value"]
-    if metric in CLIP_TEXT:
-        return [_num(value), _num(None if value is None else 100 * value, 2),
-                _num(None if value is None else 2.5 * max(value, 0.0), 4)]
-    if metric == "kid":
-        return [_num(value, 5), _num(row.get("std"), 5)]
-    if metric == "face_distance":
-        return [_num(value), f"{row['card'].get('n_scored', '?')}/{row['n']}"]
-    if metric == "fid":  # two decimals as papers print it; small (tiny-profile) values keep 3 significant digits
-        return ["-" if value is None else f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"]
-    return [_num(value)]
+    return [_cell(kind, row) for kind in _display(row["metric"])]
 
 
 def short_cell(row: dict[str, Any]) -> str:
     """One leaderboard cell: value, CI, N and flags."""
+    display = _display(row["metric"])
     flags = row["card"].get("flags") or []
     text = value_cells(row)[0]
-    if row["metric"] == "kid":
+    if "std" in display:
         text += f" ±{_num(row.get('std'), 5)}"
     if row["ci_low"] is not None:
         text += f" [{_num(row['ci_low'], 3)}, {_num(row['ci_high'], 3)}]"
     text += f" (N={row['n']})"
-    if row["metric"] == "face_distance":
+    if "faces" in display:
         text += f" faces {row['card'].get('n_scored', '?')}"
     if "biased_small_n" in flags:
         text += " biased"
@@ -111,7 +136,7 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
     counts: dict[tuple[str, str, int | None], dict[str, Any]] = {}
     for row in rows:
         key = (row["metric"], row["prompt_set"], row.get("checkpoint"))
-        if row["metric"] in COUNT_METRICS:
+        if is_count(row["metric"]):
             counts[key] = row
         else:
             by_set[key].append(row)
@@ -119,7 +144,7 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
             by_set.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] is None, item[0][2] or 0)):
         title = "real vs real anchor (reference images only)" if prompt_set == ANCHOR_SET \
             else f"prompt set {prompt_set}"
-        better = "lower" if metric in LOWER_BETTER else "higher"
+        better = _better(metric, set_rows[0]["card"])
         table = Table(title=f"{metric} ({better} is better) - {title}"
                             f"{_checkpoint_title(checkpoint, set_rows[0]['card'])}")
         for name in ["group", *value_columns(metric), "95% CI", "N"]:
@@ -129,10 +154,10 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
             ci = "-" if row["ci_low"] is None else f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
             table.add_row(name, *value_cells(row), ci, str(row["n"]))
         captions = []
-        for count_metric, label in (("near_black_count", "near-black samples"), ("faceless_count", "faceless")):
+        for count_metric in _counts_beside(metric, {key[0] for key in counts}):
             count = counts.get((count_metric, prompt_set, checkpoint))
-            if count and (count_metric == "near_black_count" or metric == "face_distance"):
-                captions.append(f"{label}: {int(count['value'])} of {count['n']}")
+            if count:
+                captions.append(f"{count_label(count_metric)}: {int(count['value'])} of {count['n']}")
         table.caption = "; ".join(captions)
         console.print(table)
         console.print(_card_line(set_rows[0]["card"]), highlight=False)
@@ -141,67 +166,72 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
         console.print(note)
 
 
-def _columns(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(metric, prompt set) columns; each prompt set's degenerate counts right after its metrics."""
+def _beside(count_metric: str) -> str | None:
+    """The metric a count is declared beside (None: beside every metric of its prompt set)."""
+    declared = find(count_metric)
+    return None if declared is None else declared.beside
+
+
+def _counts_beside(metric: str, present: set[str]) -> list[str]:
+    """Count metrics shown with ``metric``: those beside every metric, then those declared beside it."""
+    counts = [m for m in sorted(present) if is_count(m)]
+    return [m for m in counts if _beside(m) is None] + [m for m in counts if _beside(m) == metric]
+
+
+def leaderboard_columns(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(metric, prompt set) columns of the CLI table; each metric's counts right after it, then the counts
+    of the whole prompt set (near-black) after its metrics."""
     present = {(m["metric"], m["prompt_set"]) for r in runs for m in r["metrics"] if m["prompt_set"] != ANCHOR_SET}
     ordered = []
     for prompt_set in sorted({s for _, s in present}):
-        metrics = sorted(m for m, s in present if s == prompt_set and m not in COUNT_METRICS)
-        for metric in metrics:
+        in_set = {m for m, s in present if s == prompt_set}
+        counts = [m for m in sorted(in_set) if is_count(m)]
+        for metric in sorted(m for m in in_set if not is_count(m)):
             ordered.append((metric, prompt_set))
-            if metric == "face_distance" and ("faceless_count", prompt_set) in present:
-                ordered.append(("faceless_count", prompt_set))
-        if ("near_black_count", prompt_set) in present:
-            ordered.append(("near_black_count", prompt_set))
+            ordered += [(c, prompt_set) for c in counts if _beside(c) == metric]
+        ordered += [(c, prompt_set) for c in counts if _beside(c) is None]
     return ordered
 
 
 def print_leaderboard(console: Console, store: Store, task: str, profile: str | None) -> None:
-    """One table per profile (tiny never ranked with full); rows sorted by the first metric (best first)."""
-    runs = store.leaderboard(task, profile)
+    """One table per profile (tiny never ranked with full); rows ranked by the first metric (best first).
+    An evaluation-only task's runs show the budget of the run that trained their adapter (``budget of``)."""
+    runs = board_runs(store, task, profile)
     if not runs:
         console.print(f"no completed runs for task '{task}'" + (f" on profile {profile}" if profile else ""))
         return
     for prof in sorted({r["profile"] for r in runs}):
         prof_runs = [r for r in runs if r["profile"] == prof]
-        columns = _columns(prof_runs)
+        columns = leaderboard_columns(prof_runs)
+        borrowed = any(r.get("budget_of") for r in prof_runs)
         table = Table(title=f"{task} leaderboard - profile {prof}")
         table.add_column("method")
         for metric, prompt_set in columns:
-            if metric in COUNT_METRICS:
-                label = "near-black" if metric == "near_black_count" else "faceless"
-            else:
-                label = f"{metric} ({'lower' if metric in LOWER_BETTER else 'higher'} better)"
-            table.add_column(f"{label} [{prompt_set}]", justify="right")
-        for name in ("trainable", "steps", "samples seen", "train s", "peak mem"):
+            label = count_label(metric) if is_count(metric) else f"{metric} ({_better(metric)} better)"
+            table.add_column(f"{label} {_in(prompt_set)}", justify="right")
+        budget = ("trainable", "steps", "samples seen", "train s", "peak mem", *(("budget of",) if borrowed else ()))
+        for name in budget:
             table.add_column(name, justify="right")
 
-        def cell(run: dict[str, Any], column: tuple[str, str]) -> tuple[float | None, str]:
-            for m in run["metrics"]:
-                if (m["metric"], m["prompt_set"]) == column:
-                    if m["metric"] in COUNT_METRICS:
-                        return m["value"], f"{int(m['value'])}/{m['n']}"
-                    return m["value"], short_cell(m)
-            return None, "-"
+        def cell(run: dict[str, Any], column: tuple[str, str]) -> str:
+            row = next((m for m in run["metrics"] if (m["metric"], m["prompt_set"]) == column), None)
+            if row is None:
+                return "-"
+            return value_cells(row)[0] if is_count(row["metric"]) else short_cell(row)
 
-        primary = next((c for c in columns if c[0] not in COUNT_METRICS), None)
-
-        def sort_key(run: dict[str, Any], primary: tuple[str, str] | None = primary) -> float:
-            value = cell(run, primary)[0] if primary else None
-            if value is None:
-                return float("inf")
-            return value if primary[0] in LOWER_BETTER else -value
-
-        for run in sorted(prof_runs, key=sort_key):
-            table.add_row(run_label(run), *(cell(run, c)[1] for c in columns), f"{run['trainable_params']:,}",
+        primary = next((c for c in columns if not is_count(c[0])), None)
+        order = ranked(prof_runs, MetricColumn.of(*primary)) if primary else prof_runs
+        for run in order:
+            table.add_row(run_label(run), *(cell(run, c) for c in columns), f"{run['trainable_params'] or 0:,}",
                           str(run["steps"]), str(run["samples_seen"]), f"{run['train_seconds'] or 0:.1f}",
-                          _fmt_bytes(run["peak_memory_bytes"]))
+                          _fmt_bytes(run["peak_memory_bytes"]),
+                          *((run.get("budget_of") or "this run",) if borrowed else ()))
         anchors = {(m["metric"], m["grp"]): m for r in prof_runs for m in r["metrics"] if m["prompt_set"] == ANCHOR_SET}
         if anchors:
             table.add_section()
             table.add_row("[italic]real vs real (anchor)[/]",
                           *(short_cell(anchors[(c[0], ALL)]) if (c[0], ALL) in anchors else "" for c in columns),
-                          *[""] * 5)
+                          *[""] * len(budget))
         console.print(table)
         note = _tiny_note(prof)
         if note:
@@ -275,7 +305,7 @@ def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> Non
                   highlight=False)
     methods = sorted({r["method"] for r in analysis["rankings"]})
     table = Table(title="rank of each method by each metric (1 = best)")
-    table.add_column("metric [prompt set]")
+    table.add_column(escape("metric [prompt set]"))
     for method in methods:
         table.add_column(method, justify="right")
     by_key: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -283,7 +313,7 @@ def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> Non
         by_key[(r["metric"], r["prompt_set"])][r["method"]] = r
     for (metric, prompt_set), ranks in sorted(by_key.items()):
         better = "higher" if next(iter(ranks.values()))["higher_is_better"] else "lower"
-        table.add_row(f"{metric} [{prompt_set}] ({better} better)",
+        table.add_row(f"{metric} {_in(prompt_set)} ({better} better)",
                       *(f"{ranks[m]['rank']}  ({ranks[m]['value']:.4g}, N={ranks[m]['n']})" for m in methods))
     console.print(table)
     taus = Table(title="Kendall tau-b between metric rankings")
@@ -291,16 +321,17 @@ def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> Non
         taus.add_column(name)
     for t in analysis["tau"]:
         interval = "-" if t["ci_low"] is None else f"[{t['ci_low']:.2f}, {t['ci_high']:.2f}]"
-        taus.add_row(f"{t['metric_a']} [{t['set_a']}]", f"{t['metric_b']} [{t['set_b']}]", _num(t["tau"], 3),
+        taus.add_row(f"{t['metric_a']} {_in(t['set_a'])}", f"{t['metric_b']} {_in(t['set_b'])}", _num(t["tau"], 3),
                      interval, t["note"])
     console.print(taus)
     if not analysis["flips"]:
         console.print("no method pair changes order between metrics")
     for f in analysis["flips"]:
-        console.print(f"[bold]flip[/] {f['method_a']} vs {f['method_b']}: {f['metric_a']} [{f['set_a']}] prefers "
-                      f"{f['method_a'] if f['delta_a'] > 0 else f['method_b']}, {f['metric_b']} [{f['set_b']}] prefers "
+        first = f["method_a"] if f["delta_a"] > 0 else f["method_b"]
+        console.print(f"[bold]flip[/] {f['method_a']} vs {f['method_b']}: {f['metric_a']} {_in(f['set_a'])} prefers "
+                      f"{first}, {f['metric_b']} {_in(f['set_b'])} prefers "
                       f"{f['method_a'] if f['delta_b'] > 0 else f['method_b']}; both orders hold in "
                       f"{100 * f['persistence']:.0f}% of prompt resamples", highlight=False)
         for prompt in f["prompts"]:
-            console.print(f"    {prompt['prompt_id']} \"{prompt['prompt']}\" strength {prompt['strength']:.2f} "
+            console.print(f"    {prompt['prompt_id']} \"{escape(prompt['prompt'])}\" strength {prompt['strength']:.2f} "
                           f"({prompt['why']})", highlight=False)

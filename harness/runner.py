@@ -189,10 +189,10 @@ class Execution:
             for key in ("adapter_file", "token_file"):
                 if self.units[unit.name].get(key):
                     totals["adapter_bytes"] += Path(self.units[unit.name][key]).stat().st_size
+        from harness.metrics import headline_records
+
         result = self._score()
-        if result.headline is not None:
-            chosen = result.headline["checkpoint"]
-            self.records += [replace(r, checkpoint=None) for r in self.records if r.checkpoint == chosen]
+        self.records += headline_records(self.records, result.headline)
         memory, memory_kind = peak_memory()
         fields = {**totals, "base_params": base_params, "peak_memory_bytes": memory, "memory_kind": memory_kind,
                   "trainable_params": sum(r.trainable_params for r in self.reports),
@@ -324,9 +324,11 @@ class Execution:
     def _score(self) -> Any:
         from harness import metrics
 
+        checkpoints = len({r.checkpoint for r in self.records})
         with self.timer.stage("score"):
-            tick = self._stage("scoring", len(self.plan.task.evaluation.metrics))
-            return metrics.score_run(self.plan, self.records, self.run_dir, self.identifiers, tick)
+            tick = self._stage("scoring", len(self.plan.task.evaluation.metrics) * checkpoints)
+            context = metrics.ScoringContext(self.plan, self.run_dir, self.identifiers)
+            return metrics.score(context, self.records, tick)
 
 
 def unit_seed(run_seed: int, unit: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,25 +11,7 @@ import numpy as np
 from harness.models.common import DiffusionBundle
 from harness.plan import RunPlan
 from harness.prompts import EvalPrompt
-
-
-@dataclass(frozen=True)
-class SampleRecord:
-    """One generated image and where it came from."""
-
-    prompt_set: str
-    prompt_id: str
-    prompt: str
-    group: str
-    sample_idx: int
-    seed: int
-    file: str  # relative to the run folder
-    mean_intensity: float
-    near_black: bool
-    checkpoint: int | None = None  # training step of the weights; None = final
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from harness.records import SampleRecord
 
 
 def sample_seed(run_seed: int, prompt_id: str, sample_idx: int) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.specs_data import (
     CocoCaptionsDataSpec,
@@ -144,41 +144,41 @@ class PromptSetSpec(_Strict):
         return self
 
 
-MetricName = Literal["clip_score", "clip_score_all_pairs", "clip_t", "clip_i", "dino", "fid", "kid", "face_distance"]
-
-# Backbone and weights each metric uses unless a task names others (the tiny profile swaps in
-# small random-init backbones of the same classes; see harness/metrics/).
-METRIC_DEFAULTS: dict[str, tuple[str, str]] = {
-    "clip_score": ("ViT-B-32-quickgelu", "openai"),
-    "clip_score_all_pairs": ("ViT-B-32-quickgelu", "openai"),
-    "clip_t": ("ViT-B-32-quickgelu", "openai"),
-    "clip_i": ("ViT-B-32-quickgelu", "openai"),
-    "dino": ("facebook/dino-vits16", "facebook/dino-vits16"),
-    "fid": ("inception-v3-compat", "torch-fidelity inception 2015-12-05"),
-    "kid": ("inception-v3-compat", "torch-fidelity inception 2015-12-05"),
-    "face_distance": ("mtcnn+InceptionResnetV1", "vggface2"),
-}
-
-
 class MetricSpec(_Strict):
     """One metric, its backbone, the prompt sets it applies to (default: all) and its uncertainty options.
 
+    ``name``: a metric declared in ``harness.metrics`` (``register_metric``; counts are not named, they
+    come with their metric). ``backbone`` / ``weights`` default to the metric's registered default.
     ``resamples``: bootstrap resamples (per-image metrics), FID subsamples or KID subsets;
     ``subset_size``: samples per FID subsample / KID subset. ``None`` = the metric's default.
     """
 
-    name: MetricName
+    name: str
     backbone: str = ""
     weights: str = ""
     prompt_sets: list[str] | None = None
     resamples: int | None = Field(default=None, ge=2)
     subset_size: int | None = Field(default=None, ge=2)
 
+    @field_validator("name")
+    @classmethod
+    def _declared(cls, name: str) -> str:
+        from harness.metric_registry import metric_names
+
+        known = metric_names()
+        if name not in known:
+            raise ValueError(f"unknown metric '{name}' (declared: {', '.join(known)})")
+        return name
+
     @model_validator(mode="before")
     @classmethod
     def _default_backbone(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("name") in METRIC_DEFAULTS:
-            backbone, weights = METRIC_DEFAULTS[data["name"]]
+        from harness.metric_registry import default_backbone
+
+        found = default_backbone(data["name"]) if isinstance(data, dict) and isinstance(data.get("name"), str) \
+            else None
+        if found is not None:
+            backbone, weights = found
             data = {**data, "backbone": data.get("backbone") or backbone, "weights": data.get("weights") or weights}
         return data
 

@@ -186,18 +186,15 @@ class Store:
         query = "SELECT * FROM runs" + (" WHERE task = ?" if task else "") + " ORDER BY created_at DESC"
         return self._rows(query, [task] if task else [])
 
-    def leaderboard(self, task: str, profile: str | None = None) -> list[dict[str, Any]]:
-        """Latest completed run per (method, profile, sweep overrides) of a task, with its overall aggregates."""
+    def latest_runs(self, task: str, profile: str | None = None) -> list[dict[str, Any]]:
+        """Latest completed run per (method, profile, sweep overrides) of a task, by profile and method.
+        (Their headline metric rows: ``harness.analysis.leaderboard.latest_runs``.)"""
         where = "task = ? AND status = 'completed'" + (" AND profile = ?" if profile else "")
         params = [task, profile] if profile else [task]
-        latest = self._rows(
-            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY method, profile, "
+        return self._rows(
+            "SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY method, profile, "
             f"CAST(json_extract(plan, '$.overrides') AS VARCHAR) ORDER BY finished_at DESC) AS rn FROM runs "
             f"WHERE {where}) WHERE rn = 1 ORDER BY profile, method", params)
-        for run in latest:
-            # headline rows only: per-checkpoint rows (checkpoint not NULL) stay out of the leaderboard
-            run["metrics"] = [m for m in self.aggregates(run["run_id"], group="__all__") if m["checkpoint"] is None]
-        return latest
 
     def aggregates(self, run_id: str, group: str | None = None) -> list[dict[str, Any]]:
         """Aggregate rows of a run (``group='__all__'`` for overall rows only)."""

@@ -1,7 +1,8 @@
 """Every weights file the metrics and model families need: where it goes, how it is found, its hash.
 
 The table is data. ``require(key)`` resolves one entry to a local file (never downloading) or raises
-one clear WeightsMissingError; ``check(...)`` reports presence for ``bench weights``.
+one clear WeightsMissingError; ``check(...)`` reports presence for ``bench weights``. Which metrics use
+a file is read from the metrics' declarations (``register_metric(weights=...)``), not written here.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class WeightFile:
     repo ``repo`` file ``path``), ``package`` (ships inside a pip package)."""
 
     key: str
-    used_by: tuple[str, ...]  # metric names or "model:<family>"
+    models: tuple[str, ...]  # "model:<family>" entries that load it (metrics declare their own files)
     location: str
     path: str  # relative path under the weights dir, file inside the HF repo, or inside the package
     env_var: str  # a variable pointing straight at the file (or folder for hf entries)
@@ -32,10 +33,17 @@ class WeightFile:
     repo: str | None = None
     alternatives: tuple[str, ...] = ()  # other file names that serve (e.g. .bin instead of .safetensors)
 
+    @property
+    def used_by(self) -> tuple[str, ...]:
+        """Metrics whose declaration names this file, then the model families that load it."""
+        from harness.metric_registry import metrics_using
 
-def _hf(key: str, used_by: tuple[str, ...], repo: str, path: str, env_var: str,
+        return (*metrics_using(self.key), *self.models)
+
+
+def _hf(key: str, models: tuple[str, ...], repo: str, path: str, env_var: str,
         alternatives: tuple[str, ...] = ()) -> WeightFile:
-    return WeightFile(key, used_by, "hf", path, env_var, f"hf download {repo} (Hugging Face hub)", repo=repo,
+    return WeightFile(key, models, "hf", path, env_var, f"hf download {repo} (Hugging Face hub)", repo=repo,
                       alternatives=alternatives)
 
 
@@ -52,24 +60,23 @@ def _diffusers(family: str, repo: str, components: dict[str, str]) -> list[Weigh
     return rows
 
 
-_CLIP_METRICS = ("clip_score", "clip_score_all_pairs", "clip_t", "clip_i")
 _UNET = "diffusion_pytorch_model.safetensors"
 _TE = "model.safetensors"
 
 WEIGHT_FILES: list[WeightFile] = [
-    WeightFile("inception", ("fid", "kid"), "weights_dir", "inception/weights-inception-2015-12-05-6726825d.pth",
+    WeightFile("inception", (), "weights_dir", "inception/weights-inception-2015-12-05-6726825d.pth",
                "BENCH_INCEPTION_WEIGHTS",
                "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                "weights-inception-2015-12-05-6726825d.pth", sha256="6726825d"),
-    WeightFile("facenet_vggface2", ("face_distance",), "weights_dir", "facenet/20180402-114759-vggface2.pt",
+    WeightFile("facenet_vggface2", (), "weights_dir", "facenet/20180402-114759-vggface2.pt",
                "BENCH_FACENET_WEIGHTS",
                "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"),
-    *[WeightFile(f"mtcnn_{net}", ("face_distance",), "package", f"facenet_pytorch/data/{net}.pt", "-",
+    *[WeightFile(f"mtcnn_{net}", (), "package", f"facenet_pytorch/data/{net}.pt", "-",
                  "ships in the facenet-pytorch wheel") for net in ("pnet", "rnet", "onet")],
-    _hf("clip_vit_b32_openai", _CLIP_METRICS, "timm/vit_base_patch32_clip_224.openai",
+    _hf("clip_vit_b32_openai", (), "timm/vit_base_patch32_clip_224.openai",
         "open_clip_pytorch_model.bin", "BENCH_CLIP_WEIGHTS", alternatives=("open_clip_model.safetensors",)),
-    _hf("dino_vits16/config", ("dino",), "facebook/dino-vits16", "config.json", "BENCH_DINO_WEIGHTS"),
-    _hf("dino_vits16/weights", ("dino",), "facebook/dino-vits16", "pytorch_model.bin", "BENCH_DINO_WEIGHTS",
+    _hf("dino_vits16/config", (), "facebook/dino-vits16", "config.json", "BENCH_DINO_WEIGHTS"),
+    _hf("dino_vits16/weights", (), "facebook/dino-vits16", "pytorch_model.bin", "BENCH_DINO_WEIGHTS",
         alternatives=("model.safetensors",)),
     *_diffusers("sd15", "runwayml/stable-diffusion-v1-5", {"unet": _UNET, "vae": _UNET, "text_encoder": _TE}),
     *_diffusers("sd21", "stabilityai/stable-diffusion-2-1-base", {"unet": _UNET, "vae": _UNET, "text_encoder": _TE}),
@@ -168,9 +175,12 @@ class Presence:
 
 def needed_keys(metric_names: list[str], families: list[str], profile: str = "full") -> list[str]:
     """Keys of the table a set of metrics and model families needs; ``tiny`` needs only packaged files."""
+    from harness.metric_registry import declaration
+
+    declared = {key for name in metric_names for key in declaration(name).weights}
     keys = []
     for w in WEIGHT_FILES:
-        wanted = any(m in w.used_by for m in metric_names) or any(f"model:{f}" in w.used_by for f in families)
+        wanted = w.key in declared or any(f"model:{f}" in w.models for f in families)
         if wanted and (profile == "full" or w.location == "package") and w.key not in keys:
             keys.append(w.key)
     return keys

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.board import MetricColumn, leaderboard_rows
-from harness.compare import bootstrap_ci, sweep_parameters
-from harness.reported import COLUMNS, load_reported, read_file
+from harness.analysis.compare import bootstrap_ci, sweep_parameters
+from harness.analysis.leaderboard import MetricColumn, leaderboard_rows
+from harness.analysis.reported import COLUMNS, load_reported, read_file
 from harness.specs import SpecError
 
 HEADER = ",".join(COLUMNS) + "\n"
@@ -85,7 +85,7 @@ def test_sweep_parameters_read_overrides_over_resolved_fields() -> None:
 
 
 def test_checkpoint_curves_keep_methods_scored_at_two_or_more_checkpoints() -> None:
-    from harness.compare import checkpoint_curves
+    from harness.analysis.compare import checkpoint_curves
 
     def row(run: str, checkpoint: int | None, value: float) -> dict:
         return {"run_id": run, "metric": "clip_i", "prompt_set": "simple", "grp": "__all__", "value": value,

@@ -14,8 +14,8 @@ from harness.paths import PROJECT_ROOT
 
 # Bottom to top. A module belongs to the first layer naming it or one of its parent packages.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("records", ["harness", "harness.errors", "harness.paths", "harness.records", "harness.envinfo",
-                 "harness.specs_data", "harness.store"]),
+    ("records", ["harness", "harness.errors", "harness.paths", "harness.records", "harness.metric_registry",
+                 "harness.envinfo", "harness.specs_data", "harness.store"]),
     ("specs", ["harness.specs"]),
     ("registry", ["harness.registry"]),
     ("plan", ["harness.plan"]),
@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("components", ["harness.models", "harness.data", "harness.methods", "harness.micro", "harness.prompts"]),
     ("stages", ["harness.training", "harness.sampling", "harness.metrics", "harness.accounting"]),
     ("runner", ["harness.runner"]),
-    ("analysis", ["harness.analysis", "harness.board", "harness.compare", "harness.disagree", "harness.reported"]),
+    ("analysis", ["harness.analysis"]),
     ("commands", ["harness.commands"]),
     ("presentation", ["harness.cli", "harness.report", "harness.progress"]),
 ]

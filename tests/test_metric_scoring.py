@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.data import ReferenceSet
 from harness.errors import WeightsMissingError
-from harness.metrics import ALL, face, fidelity, subject
+from harness.metrics import ALL, ScoringContext, face, fidelity, subject
 from harness.metrics.images import load_png
 from harness.plan import build_plan
-from harness.sampling import SampleRecord
+from harness.records import SampleRecord
 
 FID_SPEC = "tests/specs/cifar_fid.yaml"
 SUBJECT_SPEC = "tests/specs/cifar_subjects.yaml"
@@ -38,9 +38,12 @@ def test_second_scoring_reuses_cached_reference_statistics(tiny_runs, tmp_path, 
     plan = build_plan(FID_SPEC, "frozen", "tiny")
     spec = _metric(plan, "fid")
     first_run, second_run = outcomes["frozen"], outcomes["xattn_ft"]
-    first = fidelity.score(plan, spec, _records(store, first_run.run_id, "A"), first_run.run_dir).aggregates[0]
-    second = fidelity.score(plan, spec, _records(store, second_run.run_id, "A"), second_run.run_dir).aggregates[0]
-    again = fidelity.score(plan, spec, _records(store, first_run.run_id, "A"), first_run.run_dir).aggregates[0]
+    first = fidelity.score(ScoringContext(plan, first_run.run_dir), spec,
+                           _records(store, first_run.run_id, "A")).aggregates[0]
+    second = fidelity.score(ScoringContext(plan, second_run.run_dir), spec,
+                            _records(store, second_run.run_id, "A")).aggregates[0]
+    again = fidelity.score(ScoringContext(plan, first_run.run_dir), spec,
+                           _records(store, first_run.run_id, "A")).aggregates[0]
     assert "reference_cache_miss" in first.card["flags"]
     assert "reference_cache_hit" in second.card["flags"] and "reference_cache_hit" in again.card["flags"]
     assert len(list((tmp_path / "cache" / "reference_stats" / "fidelity").glob("*.pt"))) == 1
@@ -65,7 +68,8 @@ def test_reference_cache_key_follows_the_reference_subset(tiny_runs, tmp_path, m
 def test_kid_row_has_std_and_subset_interval(tiny_runs) -> None:
     store, run = tiny_runs["store"], tiny_runs["outcomes"]["lora_unet_r1"]
     plan = build_plan(FID_SPEC, "lora_unet_r1", "tiny")
-    row = fidelity.score(plan, _metric(plan, "kid"), _records(store, run.run_id, "A"), run.run_dir).aggregates[0]
+    ctx = ScoringContext(plan, run.run_dir)
+    row = fidelity.score(ctx, _metric(plan, "kid"), _records(store, run.run_id, "A")).aggregates[0]
     assert row.metric == "kid" and row.std is not None and row.std >= 0
     assert row.ci_low <= row.value <= row.ci_high and "subsets of 50" in row.card["notes"]
 
@@ -88,7 +92,7 @@ def test_subject_similarity_of_identical_images_is_one(tiny_runs, monkeypatch, m
     records, references = _identity_references(store, run, per_group=1)
     monkeypatch.setattr("harness.data.load_references", lambda plan: references)
     plan = build_plan(SUBJECT_SPEC, "frozen", "tiny")
-    result = subject.score(plan, _metric(plan, metric), records, run.run_dir)
+    result = subject.score(ScoringContext(plan, run.run_dir), _metric(plan, metric), records)
     assert [s.value for s in result.per_sample] == pytest.approx([1.0] * len(records), abs=1e-5)
     overall = next(a for a in result.aggregates if a.prompt_set == "A" and a.group == ALL)
     assert overall.n == 10 and overall.value == pytest.approx(1.0, abs=1e-5)
@@ -103,7 +107,7 @@ def test_real_vs_real_anchor_is_mean_cosine_of_distinct_real_images(tiny_runs, m
     plan = build_plan(SUBJECT_SPEC, "frozen", "tiny")
     encoder = subject.load_encoder(plan, _metric(plan, "clip_i"))
     embeddings = encoder.embed([Image.fromarray(im) for im in references.images])
-    result = subject.score(plan, _metric(plan, "clip_i"), records, run.run_dir)
+    result = subject.score(ScoringContext(plan, run.run_dir), _metric(plan, "clip_i"), records)
     anchors = {a.group: a for a in result.aggregates if a.prompt_set == subject.ANCHOR_SET}
     group = references.groups[0]
     expected = float(embeddings[0] @ embeddings[1])
@@ -129,7 +133,7 @@ def test_mtcnn_finds_no_face_on_blank_images_and_the_run_counts_them(tmp_path, m
     plan = build_plan(SUBJECT_SPEC, "frozen", "tiny")
     models = face.load_models(plan)
     assert face.detect(models, [Image.fromarray(im) for im in blank]) == [None, None, None]
-    result = face.score(plan, _metric(plan, "face_distance"), records, tmp_path)
+    result = face.score(ScoringContext(plan, tmp_path), _metric(plan, "face_distance"), records)
     assert [s.value for s in result.per_sample] == [None, None, None]
     faceless = next(a for a in result.aggregates if a.metric == "faceless_count")
     assert (faceless.value, faceless.n) == (3.0, 3)
@@ -151,16 +155,18 @@ def test_every_tiny_aggregate_carries_card_ci_and_n(tiny_runs) -> None:
 
 
 def test_leaderboard_puts_near_black_beside_its_metric(tiny_runs) -> None:
-    from harness.report import _columns, print_leaderboard
+    from harness.report import print_leaderboard
 
     store = tiny_runs["store"]
-    columns = _columns(store.leaderboard("cifar_alignment", "tiny"))
-    for prompt_set in ("A", "B"):
-        assert columns.index(("near_black_count", prompt_set)) == columns.index(("clip_score", prompt_set)) + 1
     console = Console(record=True, width=400)
     print_leaderboard(console, store, "cifar_alignment", "tiny")
     text = console.export_text()
-    assert "near-black [A]" in text and "(N=50)" in text
+    header = next(line for line in text.splitlines() if "near-black [A]" in line)
+    cells = [cell.strip() for cell in header.split("┃") if cell.strip()]
+    for prompt_set in ("A", "B"):
+        clip = cells.index(f"clip_score (higher better) [{prompt_set}]")
+        assert cells.index(f"near-black [{prompt_set}]") == clip + 1
+    assert "(N=50)" in text
 
 
 def test_bench_weights_reports_missing_files(tmp_path, monkeypatch) -> None:
@@ -219,7 +225,7 @@ def test_one_scoring_pass_loads_references_once_and_keeps_clip_variants_apart(ti
     real_loader = data.load_references
     monkeypatch.setattr("harness.data.load_references", lambda p: calls.append(p) or real_loader(p))
     records = _records(store, run.run_id, "A") + _records(store, run.run_id, "B")
-    result = metrics.score(plan, records, run.run_dir)
+    result = metrics.score(ScoringContext(plan, run.run_dir), records)
     assert len(calls) == 1  # fid and kid share one load
     rows = {(a.metric, a.prompt_set, a.group): a for a in result.aggregates}
     assert ("clip_score_all_pairs", "A", ALL) not in rows  # the spec applies it to prompt set B only

@@ -10,6 +10,7 @@ import torch
 import yaml
 from PIL import Image
 
+from harness.analysis.leaderboard import latest_runs
 from harness.metrics import clip_score
 from harness.paths import PROJECT_ROOT
 from harness.plan import build_plan
@@ -25,7 +26,7 @@ def test_three_methods_complete_in_one_db(tiny_runs: dict) -> None:
     store: Store = tiny_runs["store"]
     assert {m: o.status for m, o in tiny_runs["outcomes"].items()} == dict.fromkeys(
         ("frozen", "xattn_ft", "lora_unet_r1"), "completed")
-    board = store.leaderboard(TASK)
+    board = latest_runs(store, TASK)
     assert sorted(r["method"] for r in board) == ["frozen", "lora_unet_r1", "xattn_ft"]
     for row in board:
         overall = {(m["metric"], m["prompt_set"]): m for m in row["metrics"]}
@@ -119,7 +120,7 @@ def test_zero_trainable_run_is_stored_as_failed_and_not_ranked(tiny_runs: dict, 
     assert len(runs) == before + 1
     failed = next(r for r in runs if r["run_id"] == outcome.run_id)
     assert failed["status"] == "failed" and "no_such_module" in failed["error"]
-    assert "xattn_nothing" not in {r["method"] for r in store.leaderboard(TASK)}
+    assert "xattn_nothing" not in {r["method"] for r in latest_runs(store, TASK)}
     assert store.aggregates(outcome.run_id) == [] and store.samples(outcome.run_id) == []
     assert (outcome.run_dir / "error.log").read_text().startswith("Traceback")
 

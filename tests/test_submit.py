@@ -9,6 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from harness import registry
+from harness.analysis.leaderboard import latest_runs
 from harness.cli import app
 from harness.methods import method_class
 from harness.paths import user_methods_dir
@@ -35,7 +36,7 @@ def test_plugin_method_runs_end_to_end_and_is_on_the_leaderboard(board_db: dict)
     assert "registered method 'bitfit_attn' (kind bitfit)" in result.output
     target = user_methods_dir() / "bitfit_attn.yaml"
     assert target.is_file() and registry.method_files()["bitfit_attn"] == target
-    runs = {r["method"]: r for r in board_db["store"].leaderboard(TASK, "tiny")}
+    runs = {r["method"]: r for r in latest_runs(board_db["store"], TASK, "tiny")}
     bitfit = runs["bitfit_attn"]
     assert bitfit["method_kind"] == "bitfit" and bitfit["status"] == "completed"
     assert bitfit["steps"] == 8 and 0 < bitfit["trainable_params"] < runs["xattn_ft"]["trainable_params"]
@@ -64,7 +65,7 @@ def test_failing_submission_is_stored_as_failed_with_exit_1(board_db: dict) -> N
     assert result.exit_code == 1 and "zero trainable parameters" in result.output
     failed = [r for r in board_db["store"].runs(TASK) if r["status"] == "failed"]
     assert [r["method"] for r in failed] == ["xattn_nothing"]
-    assert "xattn_nothing" not in {r["method"] for r in board_db["store"].leaderboard(TASK, "tiny")}
+    assert "xattn_nothing" not in {r["method"] for r in latest_runs(board_db["store"], TASK, "tiny")}
 
 
 def test_unknown_kind_is_one_line_and_registers_nothing(tmp_path: Path) -> None:

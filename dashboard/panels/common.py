@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from harness.board import metric_columns
+from harness.analysis import leaderboard
+from harness.analysis.leaderboard import metric_columns
 from harness.store import Store
 
 TINY_NOTE = ("tiny profile: random-init tiny models and synthetic data, reduced counts; the numbers test the "
@@ -22,8 +23,8 @@ def param(name: str) -> str | None:
 
 
 def latest_runs(store: Store, task: str, profile: str) -> list[dict[str, Any]]:
-    """Latest completed run per method of the task on this profile, with its overall metric rows."""
-    return store.leaderboard(task, profile)
+    """Latest completed run per method of the task on this profile, with its headline metric rows."""
+    return leaderboard.latest_runs(store, task, profile)
 
 
 def method_of(runs: list[dict[str, Any]]) -> dict[str, str]:

@@ -8,8 +8,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from harness.board import REFERENCE_METHOD
-from harness.compare import checkpoint_curves, deltas_vs_reference
+from harness.analysis.compare import checkpoint_curves, deltas_vs_reference
+from harness.analysis.leaderboard import REFERENCE_METHOD
 from harness.store import Store
 from panels.common import latest_runs, method_of, no_runs, profile_note, score_columns, table
 

@@ -11,7 +11,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from harness.compare import per_prompt_points
+from harness.analysis.compare import per_prompt_points
 from harness.store import Store
 from panels.common import profile_note, samples_link, table
 

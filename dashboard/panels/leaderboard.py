@@ -7,11 +7,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from harness.board import REFERENCE_METHOD, headline, leaderboard_rows, metric_columns, with_borrowed_budget
-from harness.reported import load_reported
+from harness.analysis.leaderboard import REFERENCE_METHOD, board_runs, headline, leaderboard_rows, metric_columns
+from harness.analysis.reported import load_reported
 from harness.specs import SpecError
 from harness.store import Store
-from panels.common import latest_runs, no_runs, profile_note, table
+from panels.common import no_runs, profile_note, table
 
 
 def render(store: Store, task: str, profile: str) -> None:
@@ -19,7 +19,7 @@ def render(store: Store, task: str, profile: str) -> None:
     profile_note(profile)
     all_runs = store.runs(task)
     _in_progress([r for r in all_runs if r["status"] == "running" and r["profile"] == profile])
-    runs = [_budgeted(store, run) for run in latest_runs(store, task, profile)]
+    runs = board_runs(store, task, profile)
     if not runs:
         no_runs(task, profile)
     else:
@@ -43,13 +43,6 @@ def render(store: Store, task: str, profile: str) -> None:
         _cards(runs)
     _reported_hint(task)
     _failed([r for r in all_runs if r["status"] == "failed" and r["profile"] == profile])
-
-
-def _budgeted(store: Store, run: dict[str, Any]) -> dict[str, Any]:
-    """A run that scores an adapter it did not train carries that adapter's training budget."""
-    if run.get("steps") or not run.get("adapter_file"):
-        return run
-    return with_borrowed_budget(run, store.trained_run_of_adapter(run["adapter_file"]))
 
 
 def _in_progress(running: list[dict[str, Any]]) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from harness.reported import beside_measured, load_reported, overrides_key, reported_dir
+from harness.analysis.reported import beside_measured, load_reported, overrides_key, reported_dir
 from harness.specs import SpecError
 from harness.store import Store
 from panels.common import profile_note, table

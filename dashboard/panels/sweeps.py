@@ -9,8 +9,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from harness.board import headline, metric_columns
-from harness.compare import sweep_parameters
+from harness.analysis.compare import sweep_parameters
+from harness.analysis.leaderboard import headline, metric_columns
 from harness.store import Store
 from panels.common import no_runs, profile_note, table
 

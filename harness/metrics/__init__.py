@@ -1,78 +1,32 @@
 """Metrics: per-sample scores, aggregates, and the metric card that goes with every number.
 
 Contract: a task names metrics in YAML (``evaluation.metrics: [{name: fid, prompt_sets: [A]}, ...]``,
-see ``specs.MetricSpec``); ``METRIC_MODULES`` maps each name to a module of this package whose
-``score(plan, spec, records, run_dir) -> ScoreResult`` returns per-sample scores (where a metric has
-them) and ``Aggregate`` rows, each with N, CI and a ``MetricCard``. Reference-based metrics (fid, kid,
-clip_i, dino, face_distance) read ``harness.data.load_references(plan)`` once per scoring pass; subject
-metrics match a sample's ``group`` to the reference ``groups``.
+see ``specs.MetricSpec``). Each name is declared once, next to its code, with ``@register_metric`` (see
+``harness.metric_registry`` and docs/metrics.md); the declared function is called as
+``fn(ctx, spec, records) -> ScoreResult`` and returns per-sample scores (where the metric has them) and
+``Aggregate`` rows, each with N, CI and a metric card. Reference-based metrics (fid, kid, clip_i, dino,
+face_distance) read ``ctx.references()``, loaded once per ``ScoringContext``; subject metrics match a
+sample's ``group`` to the reference ``groups``.
+
+``score(ctx, records)`` scores every checkpoint's samples (``SampleRecord.checkpoint``; None = final
+weights) on its own; when every sample comes from an explicit checkpoint, the method's headline rule
+picks one, whose rows are repeated as the headline rows (checkpoint None) and recorded in
+``ScoreResult.headline``; ``headline_records`` gives the matching sample records.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import replace
 from statistics import fmean
 from typing import Any
 
-from harness.plan import RunPlan
-from harness.sampling import SampleRecord
+from harness.metric_registry import scorer
+from harness.metrics.context import ScoringContext, neutral_prompt
+from harness.records import ALL, Aggregate, MetricCard, SampleRecord, ScoreResult
 
-ALL = "__all__"
-
-
-@dataclass(frozen=True)
-class MetricCard:
-    """What a number means: backbone, weights identity, preprocessing, scale, N, library version."""
-
-    metric: str
-    backbone: str
-    weights: str
-    preprocessing: str
-    scale: str
-    library: str
-    higher_is_better: bool
-    n: int = 0
-    flags: tuple[str, ...] = ()  # e.g. "biased_small_n", "random_init", "reference_cache_hit"
-    notes: str = ""  # uncertainty method, denominators, estimator details
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class SampleScore:
-    metric: str
-    prompt_set: str
-    prompt_id: str
-    sample_idx: int
-    value: float | None  # None: no value for this image (e.g. no face found); it still counts in N shown
-    checkpoint: int | None = None
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    """Mean of a metric over a prompt set (``group == ALL``) or over one class/group of it."""
-
-    metric: str
-    prompt_set: str
-    group: str
-    value: float | None
-    n: int
-    card: dict[str, Any]
-    ci_low: float | None = None
-    ci_high: float | None = None
-    checkpoint: int | None = None
-    std: float | None = None  # KID: std over subsets (torch-fidelity's convention)
-
-
-@dataclass
-class ScoreResult:
-    per_sample: list[SampleScore] = field(default_factory=list)
-    aggregates: list[Aggregate] = field(default_factory=list)
-    headline: dict[str, Any] | None = None  # {"rule", "checkpoint", "checkpoints"} when checkpoints were scored
+__all__ = ["ALL", "ScoringContext", "aggregate_means", "choose_headline", "headline_records", "neutral_prompt",
+           "records_for", "score"]
 
 
 def aggregate_means(metric: str, records: list[SampleRecord], values: list[float], card: MetricCard,
@@ -105,31 +59,6 @@ def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def near_black_counts(plan: RunPlan, records: list[SampleRecord]) -> list[Aggregate]:
-    """Near-black samples per prompt set: degenerate outputs are counted, not averaged away."""
-    card = MetricCard("near_black_count", "none", "none",
-                      f"mean uint8 intensity < {plan.task.sampling.near_black_threshold}",
-                      "count of samples", "harness", higher_is_better=False)
-    counts: dict[str, list[int]] = defaultdict(list)
-    for record in records:
-        counts[record.prompt_set].append(int(record.near_black))
-    return [Aggregate("near_black_count", s, ALL, float(sum(v)), len(v), {**card.as_dict(), "n": len(v)})
-            for s, v in sorted(counts.items())]
-
-
-# metric name -> module of harness.metrics that scores it: ``score(plan, spec, records, run_dir)``.
-METRIC_MODULES: dict[str, str] = {
-    "clip_score": "clip_score",
-    "clip_score_all_pairs": "clip_score",
-    "clip_t": "clip_score",
-    "clip_i": "subject",
-    "dino": "subject",
-    "fid": "fidelity",
-    "kid": "fidelity",
-    "face_distance": "face",
-}
-
-
 def records_for(spec: Any, records: list[SampleRecord]) -> list[SampleRecord]:
     """The samples a metric applies to: those of its prompt sets (all when it names none)."""
     if spec.prompt_sets is None:
@@ -137,53 +66,41 @@ def records_for(spec: Any, records: list[SampleRecord]) -> list[SampleRecord]:
     return [r for r in records if r.prompt_set in spec.prompt_sets]
 
 
-_REFERENCES: dict[str, tuple[Any, str]] | None = None  # set only while ``score`` runs
-
-
-def references(plan: RunPlan) -> tuple[Any, str]:
-    """The plan's ReferenceSet and its digest; loaded once per scoring pass however many metrics use it."""
-    from harness import data
-
-    if _REFERENCES is None:
-        loaded = data.load_references(plan)
-        return loaded, loaded.digest()
-    if plan.plan_hash not in _REFERENCES:
-        loaded = data.load_references(plan)
-        _REFERENCES[plan.plan_hash] = (loaded, loaded.digest())
-    return _REFERENCES[plan.plan_hash]
-
-
-def score(plan: RunPlan, records: list[SampleRecord], run_dir: Path, on_metric: Any = None) -> ScoreResult:
-    """Run every metric of the task on the run's samples; ``on_metric(1)`` after each, if given."""
-    global _REFERENCES
+def score(ctx: ScoringContext, records: list[SampleRecord], on_metric: Any = None) -> ScoreResult:
+    """Every metric of the task on the run's samples, checkpoint by checkpoint, plus the near-black counts
+    and, when every sample has a checkpoint, the headline rows; ``on_metric(1)`` after each metric of
+    each checkpoint (a pass calls it len(metrics) x number of distinct checkpoints times)."""
+    by_checkpoint: dict[int | None, list[SampleRecord]] = defaultdict(list)
+    for record in records:
+        by_checkpoint[record.checkpoint].append(record)
     result = ScoreResult()
-    _REFERENCES = {}
-    try:
-        for metric in plan.task.evaluation.metrics:
-            if metric.name not in METRIC_MODULES:
-                raise ValueError(f"unknown metric '{metric.name}'")
-            module = importlib.import_module(f"harness.metrics.{METRIC_MODULES[metric.name]}")
-            part = module.score(plan, metric, records_for(metric, records), run_dir)
-            result.per_sample.extend(part.per_sample)
-            result.aggregates.extend(part.aggregates)
-            if on_metric is not None:
-                on_metric(1)
-    finally:
-        _REFERENCES = None
-    result.aggregates.extend(near_black_counts(plan, records))
+    for checkpoint, group in by_checkpoint.items():
+        part = _score_weights(ctx, group, on_metric)
+        result.per_sample += [replace(s, checkpoint=checkpoint) for s in part.per_sample]
+        result.aggregates += [replace(a, checkpoint=checkpoint) for a in part.aggregates]
+    if by_checkpoint and None not in by_checkpoint:
+        add_headline(result, ctx.headline_rule(), sorted(by_checkpoint))  # type: ignore[arg-type]
     return result
 
 
-def neutral_prompt(prompt: str, identifier: str | None) -> str:
-    """The prompt without the identifier word / token: the text every method is scored against."""
-    if not identifier:
-        return prompt
-    return " ".join(word for word in prompt.split() if word != identifier)
+def _score_weights(ctx: ScoringContext, records: list[SampleRecord], on_metric: Any) -> ScoreResult:
+    """One set of weights' samples through every metric of the task."""
+    from harness.metrics import near_black
+
+    result = ScoreResult()
+    for spec in ctx.plan.task.evaluation.metrics:
+        part = scorer(spec.name)(ctx, spec, records_for(spec, records))
+        result.per_sample.extend(part.per_sample)
+        result.aggregates.extend(part.aggregates)
+        if on_metric is not None:
+            on_metric(1)
+    result.aggregates.extend(near_black.counts(ctx, records))
+    return result
 
 
 def choose_headline(rule: dict[str, Any], aggregates: list[Aggregate]) -> int:
     """The checkpoint the rule picks: ``final`` = the last one; ``best`` = the best overall value of
-    ``metric`` on ``prompt_set`` (by the metric card's direction; ties go to the earlier step)."""
+    ``metric`` on ``prompt_set`` (in the direction its metric card records; ties go to the earlier step)."""
     steps = sorted({a.checkpoint for a in aggregates if a.checkpoint is not None})
     kind = rule.get("rule", "final")
     if kind == "final":
@@ -200,27 +117,20 @@ def choose_headline(rule: dict[str, Any], aggregates: list[Aggregate]) -> int:
     return max(steps, key=lambda step: (sign * overall[step].value, -step))
 
 
-def score_run(plan: RunPlan, records: list[SampleRecord], run_dir: Path, identifiers: dict[str, str],
-              on_metric: Any = None) -> ScoreResult:
-    """Score each checkpoint's samples on identifier-free prompts; add headline rows when checkpoints exist."""
-    from dataclasses import replace
-
-    by_checkpoint: dict[int | None, list[SampleRecord]] = defaultdict(list)
-    for record in records:
-        by_checkpoint[record.checkpoint].append(record)
-    result = ScoreResult()
-    for checkpoint, group in by_checkpoint.items():
-        neutral = [replace(r, prompt=neutral_prompt(r.prompt, identifiers.get(r.group))) for r in group]
-        part = score(plan, neutral, run_dir, on_metric)
-        result.per_sample += [replace(s, checkpoint=checkpoint) for s in part.per_sample]
-        result.aggregates += [replace(a, checkpoint=checkpoint) for a in part.aggregates]
-    if None in by_checkpoint:
-        return result
-    rule = dict(plan.method.params.get("headline", {"rule": "final"}))
+def add_headline(result: ScoreResult, rule: dict[str, Any], checkpoints: list[int]) -> None:
+    """Repeat the rule-picked checkpoint's scores and aggregates as headline rows (checkpoint None; cards
+    carry ``headline_rule`` and ``headline_checkpoint``) and record the choice in ``result.headline``."""
     chosen = choose_headline(rule, result.aggregates)
-    result.headline = {"rule": rule, "checkpoint": chosen, "checkpoints": sorted(by_checkpoint)}
+    result.headline = {"rule": rule, "checkpoint": chosen, "checkpoints": checkpoints}
     result.per_sample += [replace(s, checkpoint=None) for s in result.per_sample if s.checkpoint == chosen]
     result.aggregates += [replace(a, checkpoint=None, card={**a.card, "headline_rule": rule,
                                                               "headline_checkpoint": chosen})
                           for a in result.aggregates if a.checkpoint == chosen]
-    return result
+
+
+def headline_records(records: list[SampleRecord], headline: dict[str, Any] | None) -> list[SampleRecord]:
+    """Copies (checkpoint None) of the samples of the headline checkpoint, to store beside the
+    per-checkpoint ones; empty when the pass had no headline (the samples already are the final ones)."""
+    if headline is None:
+        return []
+    return [replace(r, checkpoint=None) for r in records if r.checkpoint == headline["checkpoint"]]

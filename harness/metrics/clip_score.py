@@ -15,14 +15,18 @@ import os
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import WeightsMissingError
-from harness.metrics import MetricCard, SampleScore, ScoreResult, aggregate_means
-from harness.plan import RunPlan
-from harness.sampling import SampleRecord
-from harness.specs import MetricSpec
-from harness.weights import file_sha256
+from harness.metric_registry import card as metric_card
+from harness.metric_registry import register_metric, relabel
+from harness.metrics import aggregate_means
+from harness.records import MetricCard, SampleRecord, SampleScore, ScoreResult
+
+if TYPE_CHECKING:
+    from harness.metrics.context import ScoringContext
+    from harness.plan import RunPlan
+    from harness.specs import MetricSpec
 
 TINY_SEED = 0
 PREPROCESSING = "open_clip eval transform: resize shorter side {size} bicubic, centre crop {size}, CLIP mean/std"
@@ -40,8 +44,8 @@ SCALE = "raw cosine in [-1, 1]; displayed also x100 and as 2.5*max(cos, 0) (Hess
 
 
 def _card(backbone: str, weights: str, size: int) -> MetricCard:
-    return MetricCard("clip_score", backbone, weights, PREPROCESSING.format(size=size), SCALE,
-                      f"open_clip_torch {version('open_clip_torch')}", higher_is_better=True)
+    return metric_card("clip_score", backbone, weights, PREPROCESSING.format(size=size), SCALE,
+                       f"open_clip_torch {version('open_clip_torch')}")
 
 
 def build_tiny() -> ClipBackbone:
@@ -66,6 +70,8 @@ def build_tiny() -> ClipBackbone:
 def load_real(backbone: str, weights: str) -> ClipBackbone:
     """Pretrained open_clip model from ``$BENCH_CLIP_WEIGHTS`` (a file) or the open_clip / HF cache."""
     import open_clip
+
+    from harness.weights import file_sha256
 
     override = os.environ.get("BENCH_CLIP_WEIGHTS")
     if override:
@@ -144,25 +150,41 @@ def all_pairs_scores(backbone: ClipBackbone, images: list[Any], texts: list[str]
     return similarity.mean(dim=1).tolist()
 
 
-def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
-    """Per-sample CLIP cosine (paired, or all-pairs for ``clip_score_all_pairs``) plus per-set / per-group means."""
+CLIP_DEFAULT = ("ViT-B-32-quickgelu", "openai")
+CLIP_WEIGHTS = ("clip_vit_b32_openai",)
+CLIP_DISPLAY = ("cosine", "x100", "clipscore")
+
+
+@register_metric(metric="clip_score", higher_is_better=True, display=CLIP_DISPLAY, per_sample=True,
+                 weights=CLIP_WEIGHTS, default_backbone=CLIP_DEFAULT,
+                 description="CLIP cosine of each image with its own prompt (identifier removed)")
+@register_metric(metric="clip_score_all_pairs", higher_is_better=True, display=CLIP_DISPLAY, per_sample=True,
+                 weights=CLIP_WEIGHTS, default_backbone=CLIP_DEFAULT,
+                 description="mean CLIP cosine of each image with every prompt of its prompt set (face study)")
+@register_metric(metric="clip_t", higher_is_better=True, display=CLIP_DISPLAY, per_sample=True,
+                 weights=CLIP_WEIGHTS, default_backbone=CLIP_DEFAULT,
+                 description="clip_score under its subject-fidelity name (CLIP-T)")
+def score(ctx: ScoringContext, spec: MetricSpec, records: list[SampleRecord]) -> ScoreResult:
+    """Per-sample CLIP cosine (paired, or all-pairs for ``clip_score_all_pairs``) plus per-set / per-group
+    means; the text of a sample is its prompt without the method's identifier (``ctx.text_of``)."""
     from dataclasses import replace
 
     from harness.metrics.images import load_png, to_pil
 
-    backbone = load(plan, spec)
-    card = replace(backbone.card, metric=spec.name)
+    backbone = load(ctx.plan, spec)
+    card = relabel(backbone.card, spec.name)
     values: list[float] = []
     ordered: list[SampleRecord] = []
     for prompt_set in sorted({r.prompt_set for r in records}):
         chosen = [r for r in records if r.prompt_set == prompt_set]
-        images = to_pil([load_png(run_dir / r.file) for r in chosen])
+        images = to_pil([load_png(ctx.run_dir / r.file) for r in chosen])
+        texts = [ctx.text_of(r) for r in chosen]
         if spec.name == "clip_score_all_pairs":
-            values += all_pairs_scores(backbone, images, [r.prompt for r in chosen])
+            values += all_pairs_scores(backbone, images, texts)
             card = replace(card, notes="all pairs: each image against every prompt of its prompt set "
                                        "(mixes unrelated pairs; not comparable with clip_score)")
         else:
-            values += cosine_scores(backbone, images, [r.prompt for r in chosen])
+            values += cosine_scores(backbone, images, texts)
         ordered += chosen
     per_sample = [SampleScore(spec.name, r.prompt_set, r.prompt_id, r.sample_idx, v)
                   for r, v in zip(ordered, values, strict=True)]

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import version
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.metrics import ALL, Aggregate, MetricCard, SampleScore, ScoreResult
+from harness.metric_registry import card as metric_card
+from harness.metric_registry import register_metric
 from harness.metrics.images import check_uint8, load_png, to_pil
 from harness.metrics.refcache import load_or_compute
 from harness.metrics.uncertainty import DEFAULT_RESAMPLES, bootstrap_mean
-from harness.plan import RunPlan
-from harness.sampling import SampleRecord
-from harness.specs import MetricSpec
+from harness.records import ALL, Aggregate, SampleRecord, SampleScore, ScoreResult
+
+if TYPE_CHECKING:
+    from harness.metrics.context import ScoringContext
+    from harness.plan import RunPlan
+    from harness.specs import MetricSpec
 
 TINY_SEED = 0
 CROP = 160
@@ -105,22 +108,27 @@ def reference_identity(models: FaceModels, references: Any, digest: str) -> tupl
     return mean, len(embeddings), hit
 
 
-def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
+@register_metric(metric="face_distance", higher_is_better=False, display=("distance", "faces"), per_sample=True,
+                 weights=("facenet_vggface2", "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"),
+                 default_backbone=("mtcnn+InceptionResnetV1", "vggface2"),
+                 description="distance of each image's face embedding to the mean reference face (no face: no value)")
+@register_metric(metric="faceless_count", higher_is_better=False, display=("count",), per_sample=False,
+                 count=True, beside="face_distance", description="generated images without a detected face")
+def score(ctx: ScoringContext, spec: MetricSpec, records: list[SampleRecord]) -> ScoreResult:
     """Per-image face distance (None when faceless), per-set/group means over faces, faceless counts."""
-    from harness.metrics import references as reference_set
-
-    references, digest = reference_set(plan)
+    plan = ctx.plan
+    references, digest = ctx.references()
     models = load_models(plan)
     reference_mean, n_ref_faces, hit = reference_identity(models, references, digest)
-    embeddings = embed_faces(models, to_pil([load_png(run_dir / r.file) for r in records]))
+    embeddings = embed_faces(models, to_pil([load_png(ctx.run_dir / r.file) for r in records]))
     values = distances(embeddings, reference_mean) if reference_mean is not None else [None] * len(records)
     flags = ["reference_cache_hit" if hit else "reference_cache_miss"]
     if plan.profile == "tiny":
         flags.append("random_init")
     if reference_mean is None:
         flags.append("no_reference_face")
-    card = MetricCard("face_distance", "MTCNN -> InceptionResnetV1 (512-d)", models.weights, PREPROCESSING, SCALE,
-                      f"facenet-pytorch {version('facenet-pytorch')}", higher_is_better=False, flags=tuple(flags))
+    card = metric_card("face_distance", "MTCNN -> InceptionResnetV1 (512-d)", models.weights, PREPROCESSING, SCALE,
+                       f"facenet-pytorch {version('facenet-pytorch')}", flags=tuple(flags))
     per_sample = [SampleScore("face_distance", r.prompt_set, r.prompt_id, r.sample_idx, v)
                   for r, v in zip(records, values, strict=True)]
     result = ScoreResult(per_sample)
@@ -141,10 +149,9 @@ def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir:
         result.aggregates.append(Aggregate("face_distance", prompt_set, group, value, len(idx), row_card,
                                            interval.low, interval.high))
         if group == ALL:
-            count_card = MetricCard("faceless_count", "MTCNN (facenet-pytorch)", "packaged MTCNN weights",
-                                    PREPROCESSING, "count of generated images without a detected face",
-                                    f"facenet-pytorch {version('facenet-pytorch')}", higher_is_better=False,
-                                    n=len(idx))
+            count_card = metric_card("faceless_count", "MTCNN (facenet-pytorch)", "packaged MTCNN weights",
+                                     PREPROCESSING, "count of generated images without a detected face",
+                                     f"facenet-pytorch {version('facenet-pytorch')}", n=len(idx))
             result.aggregates.append(Aggregate("faceless_count", prompt_set, ALL, float(len(idx) - len(scored)),
                                                len(idx), count_card.as_dict()))
     return result

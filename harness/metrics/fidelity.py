@@ -12,17 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.metrics import ALL, Aggregate, MetricCard, ScoreResult
+from harness.metric_registry import card as metric_card
+from harness.metric_registry import register_metric
 from harness.metrics.images import as_torch_dataset, check_uint8, load_png
 from harness.metrics.refcache import load_or_compute
 from harness.metrics.uncertainty import percentile_interval, subsample_indices
-from harness.plan import RunPlan
-from harness.sampling import SampleRecord
-from harness.specs import MetricSpec
+from harness.records import ALL, Aggregate, SampleRecord, ScoreResult
+
+if TYPE_CHECKING:
+    from harness.metrics.context import ScoringContext
+    from harness.plan import RunPlan
+    from harness.specs import MetricSpec
 
 REAL_EXTRACTOR = "inception-v3-compat"
 TINY_EXTRACTOR = "bench-tiny-random-cnn"
@@ -208,26 +212,32 @@ def _card(metric: str, extractor: Extractor, n: int, flags: list[str], notes: st
     scale = "FID: squared Frechet distance of features" if metric == "fid" else \
         "KID: polynomial-kernel MMD^2 (torch-fidelity 'unbiased' estimator), mean over subsets; std stored"
     backbone = f"{extractor.name} layer {extractor.layer}"
-    card = MetricCard(metric, backbone, extractor.weights_identity, extractor.preprocessing, scale,
-                      f"torch-fidelity {version('torch-fidelity')}", higher_is_better=False, n=n,
-                      flags=tuple(flags), notes=notes)
+    card = metric_card(metric, backbone, extractor.weights_identity, extractor.preprocessing, scale,
+                       f"torch-fidelity {version('torch-fidelity')}", n=n, flags=tuple(flags), notes=notes)
     return card.as_dict()
 
 
-def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
+INCEPTION = ("inception-v3-compat", "torch-fidelity inception 2015-12-05")
+
+
+@register_metric(metric="fid", higher_is_better=False, display=("fid",), per_sample=False, weights=("inception",),
+                 default_backbone=INCEPTION,
+                 description="Frechet distance of Inception features, generated vs the task's reference set")
+@register_metric(metric="kid", higher_is_better=False, display=("kid", "std"), per_sample=False,
+                 weights=("inception",), default_backbone=INCEPTION,
+                 description="kernel inception distance (unbiased MMD^2), mean and std over subsets")
+def score(ctx: ScoringContext, spec: MetricSpec, records: list[SampleRecord]) -> ScoreResult:
     """FID or KID of each prompt set's samples against the task's reference set."""
     import torch
 
-    from harness.metrics import references as reference_set
-
-    references, digest = reference_set(plan)
-    extractor = load_extractor(plan, spec)
+    references, digest = ctx.references()
+    extractor = load_extractor(ctx.plan, spec)
     ref, hit, fields = reference_statistics(extractor, references, digest)
     ref_stats = {"mu": ref["mu"].numpy(), "sigma": ref["sigma"].numpy()}
     result = ScoreResult()
     for prompt_set in sorted({r.prompt_set for r in records}):
         chosen = [r for r in records if r.prompt_set == prompt_set]
-        features = extract(extractor, [load_png(run_dir / r.file) for r in chosen])
+        features = extract(extractor, [load_png(ctx.run_dir / r.file) for r in chosen])
         n, n_ref = len(chosen), len(references.images)
         if min(n, n_ref) < 2:
             raise ValueError(f"metric '{spec.name}' on prompt set '{prompt_set}': needs at least 2 generated and "

@@ -17,19 +17,23 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import version
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.errors import WeightsMissingError
-from harness.metrics import Aggregate, MetricCard, SampleScore, ScoreResult, aggregate_means
+from harness.metric_registry import card as metric_card
+from harness.metric_registry import register_metric, relabel
+from harness.metrics import aggregate_means
 from harness.metrics.images import check_uint8, load_png, to_pil
 from harness.metrics.refcache import load_or_compute
 from harness.metrics.uncertainty import bootstrap_mean
-from harness.plan import RunPlan
-from harness.sampling import SampleRecord
-from harness.specs import MetricSpec
+from harness.records import ALL, Aggregate, MetricCard, SampleRecord, SampleScore, ScoreResult
+
+if TYPE_CHECKING:
+    from harness.metrics.context import ScoringContext
+    from harness.plan import RunPlan
+    from harness.specs import MetricSpec
 
 ANCHOR_SET = "real_vs_real"
 TINY_SEED = 0
@@ -112,7 +116,7 @@ def load_encoder(plan: RunPlan, spec: MetricSpec) -> ImageEncoder:
         from harness.metrics import clip_score
 
         backbone = clip_score.load(plan, spec)
-        card = replace(backbone.card, metric="clip_i", scale="raw cosine in [-1, 1] (image-image)")
+        card = relabel(backbone.card, "clip_i", scale="raw cosine in [-1, 1] (image-image)")
         return ImageEncoder(lambda images: clip_score.embed_images(backbone, images), card)
     if plan.profile == "tiny":
         model, weights = build_tiny_dino(), f"random-init (seed {TINY_SEED})"
@@ -120,8 +124,8 @@ def load_encoder(plan: RunPlan, spec: MetricSpec) -> ImageEncoder:
     else:
         model, weights = load_real_dino(spec)
         backbone_name = f"{spec.backbone} (DINO v1 ViT-S/16)"
-    card = MetricCard("dino", backbone_name, weights, DINO_PREPROCESSING, "raw cosine in [-1, 1] (image-image)",
-                      f"transformers {version('transformers')}", higher_is_better=True)
+    card = metric_card("dino", backbone_name, weights, DINO_PREPROCESSING, "raw cosine in [-1, 1] (image-image)",
+                       f"transformers {version('transformers')}")
     return ImageEncoder(dino_embedder(model), card)
 
 
@@ -146,7 +150,6 @@ def subject_indices(groups: list[str]) -> dict[str, np.ndarray]:
 def anchor_rows(metric: str, ref_emb: Any, groups: list[str], card: MetricCard,
                 resamples: int | None) -> list[Aggregate]:
     """Real-vs-real: mean cosine over pairs of distinct real images of the same subject."""
-    from harness.metrics import ALL
     from harness.metrics.uncertainty import DEFAULT_RESAMPLES
 
     similarity = (ref_emb @ ref_emb.T).numpy()
@@ -174,19 +177,24 @@ def anchor_rows(metric: str, ref_emb: Any, groups: list[str], card: MetricCard,
     return rows
 
 
-def score(plan: RunPlan, spec: MetricSpec, records: list[SampleRecord], run_dir: Path) -> ScoreResult:
+@register_metric(metric="clip_i", higher_is_better=True, display=("cosine",), per_sample=True,
+                 weights=("clip_vit_b32_openai",), default_backbone=("ViT-B-32-quickgelu", "openai"),
+                 description="mean CLIP image cosine of each image with the real images of its subject")
+@register_metric(metric="dino", higher_is_better=True, display=("cosine",), per_sample=True,
+                 weights=("dino_vits16/config", "dino_vits16/weights"),
+                 default_backbone=("facebook/dino-vits16", "facebook/dino-vits16"),
+                 description="mean DINO ViT-S/16 CLS cosine of each image with the real images of its subject")
+def score(ctx: ScoringContext, spec: MetricSpec, records: list[SampleRecord]) -> ScoreResult:
     """Per-sample mean cosine to the subject's real images; per-subject and overall means; anchor rows."""
-    from harness.metrics import references as reference_set
-
-    references, digest = reference_set(plan)
-    encoder = load_encoder(plan, spec)
+    references, digest = ctx.references()
+    encoder = load_encoder(ctx.plan, spec)
     ref_emb, hit = reference_embeddings(encoder, references, digest)
     by_subject = subject_indices(references.groups)
     missing = sorted({r.group for r in records} - set(by_subject))
     if missing:
         raise ValueError(f"metric '{spec.name}': reference set '{references.name}' has no images of subject(s) "
                          f"{', '.join(missing)} (it has: {', '.join(sorted(by_subject))})")
-    gen_emb = encoder.embed(to_pil([load_png(run_dir / r.file) for r in records]))
+    gen_emb = encoder.embed(to_pil([load_png(ctx.run_dir / r.file) for r in records]))
     values = [float((gen_emb[k] @ ref_emb[by_subject[r.group]].T).mean()) for k, r in enumerate(records)]
     card = replace(encoder.card, flags=("reference_cache_hit" if hit else "reference_cache_miss",),
                    notes="per image: mean cosine to every real image of its subject")

@@ -4,7 +4,7 @@ Every figure carries ``source = "reported"``. They are shown beside measured row
 and method (and sweep overrides), never mixed into rankings. Columns: task, method, overrides (a sweep
 cell as ``lr=5e-4;rank=16;steps=1000;schedule=cosine``, the keys of ``bench sweep``; empty for an
 ordinary run), metric, prompt_set, group (``__all__`` for a mean over the prompt set), value, scale
-(``raw`` or ``x100``), note (where in the study).
+(``raw`` or ``x100``; ``x100`` only for a metric whose declaration displays it), note (where in the study).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.paths import PROJECT_ROOT
 from harness.specs import SpecError, parse_spec
@@ -54,6 +54,18 @@ class ReportedFigure(BaseModel):
         if any(len(values) != 1 for values in grid.values()):
             raise ValueError("one value per key (KEY=V;KEY=V)")
         return {key: values[0] for key, values in grid.items()}
+
+    @model_validator(mode="after")
+    def _declared_metric_and_scale(self) -> ReportedFigure:
+        from harness.metric_registry import find
+
+        declared = find(self.metric)
+        if declared is None:
+            raise ValueError(f"metric '{self.metric}' is not declared in harness.metrics")
+        if self.scale != "raw" and self.scale not in declared.display:
+            raise ValueError(f"scale '{self.scale}' is not a display of metric '{self.metric}' "
+                             f"({', '.join(declared.display)})")
+        return self
 
 
 def overrides_key(overrides: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:

@@ -1,6 +1,6 @@
 """Comparisons computed from stored scores: deltas against ``frozen`` with bootstrap CIs, checkpoint
 curves, per-prompt points of two metrics, and the swept parameters of runs. (Kendall tau and rank
-flips are ``harness.disagree``'s, stored by ``bench disagree``.)"""
+flips are ``harness.analysis.disagree``'s, stored by ``bench disagree``.)"""
 
 from __future__ import annotations
 

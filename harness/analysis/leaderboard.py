@@ -1,20 +1,30 @@
-"""Leaderboard tables from stored runs: a column per metric with CI and N and direction, budget
-spent, and improvement over ``frozen`` per unit of budget. One profile per table, always."""
+"""The leaderboard of a task, for ``bench leaderboard`` and the dashboard alike: the latest completed run
+per configuration, its headline row per (metric, prompt set), the ranking (direction from the metric's
+declaration), the budget columns (an evaluation-only task borrows those of the run that trained the
+adapter it scores) and the gain over ``frozen`` per unit of budget. One profile per table, always.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-ALL = "__all__"
-COUNT_METRICS = ("near_black_count", "faceless_count")
-# Direction when a row's card does not say (cards written by the metrics do): lower is better for these.
-LOWER_IS_BETTER = ("fid", "kid", "face_distance", *COUNT_METRICS)
+from harness.metric_registry import find, higher_is_better
+from harness.records import ALL
+from harness.store import Store, run_label
+
 # Card flags worth showing in a cell (cache hits and misses are bookkeeping, not caveats).
 QUIET_FLAGS = ("reference_cache_hit", "reference_cache_miss")
 BUDGET_FIELDS = ("steps", "samples_seen", "train_seconds", "stopped_by", "trainable_params", "peak_memory_bytes",
                  "memory_kind")
 REFERENCE_METHOD = "frozen"
+
+
+def is_count(metric: str) -> bool:
+    """A count of degenerate samples (near-black, faceless): shown, never ranked."""
+    found = find(metric)
+    return found is not None and found.count
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,11 @@ class MetricColumn:
     prompt_set: str
     higher_is_better: bool
 
+    @classmethod
+    def of(cls, metric: str, prompt_set: str, card: dict[str, Any] | None = None) -> MetricColumn:
+        """The column of a metric, its direction from the declaration."""
+        return cls(metric, prompt_set, higher_is_better(metric, card))
+
     @property
     def label(self) -> str:
         arrow = "↑ higher is better" if self.higher_is_better else "↓ lower is better"
@@ -32,11 +47,13 @@ class MetricColumn:
 
     @property
     def is_count(self) -> bool:
-        return self.metric in COUNT_METRICS
+        return is_count(self.metric)
 
 
 def headline(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """Overall row per (metric, prompt set): the final weights' row, else the latest checkpoint's."""
+    """The headline row per (metric, prompt set) among a run's aggregate rows: the overall row of the
+    final weights (checkpoint NULL; for a checkpointed method, the copy of the step its headline rule
+    picked), else (a run stored without one) the latest checkpoint's."""
     picked: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         if row["grp"] != ALL:
@@ -52,15 +69,63 @@ def _checkpoint_rank(row: dict[str, Any]) -> float:
     return float("inf") if row.get("checkpoint") is None else float(row["checkpoint"])
 
 
+def latest_runs(store: Store, task: str, profile: str | None = None) -> list[dict[str, Any]]:
+    """Latest completed run per (method, profile, sweep overrides) of a task, each with ``metrics``: its
+    headline rows (one per metric and prompt set)."""
+    runs = store.latest_runs(task, profile)
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in store.aggregates_of_runs([r["run_id"] for r in runs], group=ALL):
+        rows[row["run_id"]].append(row)
+    for run in runs:
+        run["metrics"] = list(headline(rows[run["run_id"]]).values())
+    return runs
+
+
+def with_borrowed_budget(run: dict[str, Any], source: dict[str, Any] | None) -> dict[str, Any]:
+    """An evaluation-only run (it scores another task's adapter) carries the budget of the run that trained
+    that adapter, so gain per unit of budget counts the training it took; ``budget_of`` names the source."""
+    if source is None or source["run_id"] == run["run_id"]:
+        return run
+    return {**run, **{k: source.get(k) for k in BUDGET_FIELDS},
+            "budget_of": f"{source['task']} run {source['run_id']}"}
+
+
+def borrow_budgets(store: Store, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each run that scores an adapter it did not train, with the budget of the run that trained it."""
+    out = []
+    for run in runs:
+        if run.get("steps") or not run.get("adapter_file"):
+            out.append(run)
+        else:
+            out.append(with_borrowed_budget(run, store.trained_run_of_adapter(run["adapter_file"])))
+    return out
+
+
+def board_runs(store: Store, task: str, profile: str | None = None) -> list[dict[str, Any]]:
+    """The runs a leaderboard shows: ``latest_runs`` with borrowed budgets."""
+    return borrow_budgets(store, latest_runs(store, task, profile))
+
+
 def metric_columns(runs: list[dict[str, Any]]) -> list[MetricColumn]:
     """Every (metric, prompt set) the runs were scored on; score metrics first, counts last."""
-    found: dict[tuple[str, str], bool] = {}
+    found: dict[tuple[str, str], MetricColumn] = {}
     for run in runs:
-        for key, row in headline(run["metrics"]).items():
-            card = row.get("card") or {}
-            found[key] = bool(card.get("higher_is_better", key[0] not in LOWER_IS_BETTER))
-    columns = [MetricColumn(m, s, hib) for (m, s), hib in found.items()]
-    return sorted(columns, key=lambda c: (c.is_count, c.metric, c.prompt_set))
+        for (metric, prompt_set), row in headline(run["metrics"]).items():
+            found[(metric, prompt_set)] = MetricColumn.of(metric, prompt_set, row.get("card"))
+    return sorted(found.values(), key=lambda c: (c.is_count, c.metric, c.prompt_set))
+
+
+def ranked(runs: list[dict[str, Any]], column: MetricColumn) -> list[dict[str, Any]]:
+    """Runs best first on ``column`` (ties by name, sweep cells included); refuses to mix profiles."""
+    profiles = {run["profile"] for run in runs}
+    if len(profiles) > 1:
+        raise ValueError(f"refusing to rank profiles together: {sorted(profiles)}")
+    return sorted(runs, key=lambda r: (rank_key(r, column), run_label(r)))
+
+
+def reference_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ``frozen`` run gains are measured against, if the runs hold one."""
+    return next((r for r in runs if r["method"] == REFERENCE_METHOD), None)
 
 
 def format_cell(row: dict[str, Any] | None, column: MetricColumn) -> str:
@@ -121,13 +186,10 @@ def improvement(run: dict[str, Any], reference: dict[str, Any] | None, column: M
 
 def leaderboard_rows(runs: list[dict[str, Any]], rank_by: MetricColumn) -> list[dict[str, Any]]:
     """Display rows of one profile's runs, ranked by ``rank_by``; the frozen run is the reference."""
-    profiles = {run["profile"] for run in runs}
-    if len(profiles) > 1:
-        raise ValueError(f"refusing to rank profiles together: {sorted(profiles)}")
-    reference = next((r for r in runs if r["method"] == REFERENCE_METHOD), None)
+    reference = reference_run(runs)
     columns = metric_columns(runs)
     rows = []
-    for rank, run in enumerate(sorted(runs, key=lambda r: (rank_key(r, rank_by), r["method"])), start=1):
+    for rank, run in enumerate(ranked(runs, rank_by), start=1):
         picked = headline(run["metrics"])
         gain = improvement(run, reference, rank_by)
         share = run["trainable_params"] / run["base_params"] if run.get("base_params") else None
@@ -155,12 +217,3 @@ def leaderboard_rows(runs: list[dict[str, Any]], rank_by: MetricColumn) -> list[
 
 def _overrides(run: dict[str, Any]) -> dict[str, Any]:
     return (run.get("plan") or {}).get("overrides") or {}
-
-
-def with_borrowed_budget(run: dict[str, Any], source: dict[str, Any] | None) -> dict[str, Any]:
-    """An evaluation-only run (it scores another task's adapter) carries the budget of the run that trained
-    that adapter, so gain per unit of budget counts the training it took; ``budget_of`` names the source."""
-    if source is None or source["run_id"] == run["run_id"]:
-        return run
-    return {**run, **{k: source.get(k) for k in BUDGET_FIELDS},
-            "budget_of": f"{source['task']} run {source['run_id']}"}

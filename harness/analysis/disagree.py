@@ -2,10 +2,14 @@
 (with a bootstrap interval over prompts), and the method pairs whose order flips between metrics.
 
 Inputs are the latest completed run per method of one task and one profile (tiny and full are never
-mixed). A "metric" here is a (metric, prompt set) pair with an overall aggregate in every run, oriented
-so that larger is better. Per-image metrics are recomputed on each bootstrap replicate from the prompt
-means of the resampled prompts (the same prompts for every method); set metrics (FID, KID) have no
-per-prompt values and keep their ranking in every replicate, which the stored note says.
+mixed), headline scores only: the overall headline rows (``analysis.leaderboard``) and the per-image
+scores with ``checkpoint`` NULL, which for a checkpointed method (``ti_then_ft``) are the copies of the
+step its headline rule picked, so every image counts once. A "metric" here is a (metric, prompt set)
+pair with an overall aggregate in every run, oriented so that larger is better (direction from the
+metric's declaration). Per-image metrics (declared ``per_sample``) are recomputed on each bootstrap
+replicate from the prompt means of the resampled prompts (the same prompts for every method); set
+metrics (FID, KID) have no per-prompt values and keep their ranking in every replicate, which the
+stored note says.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.leaderboard import is_count, latest_runs
 from harness.errors import BenchError
+from harness.metric_registry import find, higher_is_better
 from harness.store import Store, run_label
 
-ALL = "__all__"
-SKIP_METRICS = ("near_black_count", "faceless_count")
 SKIP_SETS = ("real_vs_real",)
 DEFAULT_RESAMPLES = 1000
 TOP_PROMPTS = 3
@@ -95,8 +99,9 @@ def _kendall(x: list[float], y: list[float]) -> float | None:
 
 
 def collect(store: Store, task: str, profile: str) -> tuple[dict[str, str], list[Ranking]]:
-    """Latest run per method and the rankings every one of them can be compared on."""
-    runs = store.leaderboard(task, profile)
+    """Latest run per method and the rankings every one of them can be compared on (headline rows and
+    headline per-image scores only)."""
+    runs = latest_runs(store, task, profile)
     if len(runs) < 2:
         raise DisagreementError(f"task '{task}' has {len(runs)} completed run(s) on profile '{profile}'; "
                                 "disagreement needs at least two methods (run more with `bench run`)")
@@ -104,33 +109,45 @@ def collect(store: Store, task: str, profile: str) -> tuple[dict[str, str], list
     rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
     for run in runs:
         for m in run["metrics"]:
-            if m["metric"] in SKIP_METRICS or m["prompt_set"] in SKIP_SETS or m["value"] is None:
+            if is_count(m["metric"]) or m["prompt_set"] in SKIP_SETS or m["value"] is None:
                 continue
             rows[(m["metric"], m["prompt_set"])][run_label(run)] = m
-    scores: dict[str, list[dict[str, Any]]] = {method: store.sample_scores(rid) for method, rid in run_ids.items()}
+    scores = {method: headline_scores(store.sample_scores(rid)) for method, rid in run_ids.items()}
     rankings = []
     for (metric, prompt_set), by_method in sorted(rows.items()):
         identities = {(v["card"].get("backbone"), v["card"].get("weights")) for v in by_method.values()}
         if len(by_method) != len(run_ids) or len(identities) > 1:
             continue  # missing for some method, or scored with different backbones: not comparable
         first = next(iter(by_method.values()))
-        ranking = Ranking(metric, prompt_set, bool(first["card"].get("higher_is_better", True)),
+        ranking = Ranking(metric, prompt_set, higher_is_better(metric, first["card"]),
                           {k: float(v["value"]) for k, v in by_method.items()},
                           {k: int(v["n"]) for k, v in by_method.items()})
-        for method in run_ids:
-            sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-            for s in scores[method]:
-                if s["metric"] == metric and s["prompt_set"] == prompt_set and s["value"] is not None:
-                    sums[s["prompt_id"]][0] += s["value"]
-                    sums[s["prompt_id"]][1] += 1
-            if sums:
-                ranking.per_prompt[method] = {p: (v[0], v[1]) for p, v in sums.items()}
+        declared = find(metric)
+        if declared is None or declared.per_sample:
+            tables = {method: per_prompt_table(scores[method], metric, prompt_set) for method in run_ids}
+            ranking.per_prompt = {method: table for method, table in tables.items() if table}
         if ranking.per_prompt and len(ranking.per_prompt) != len(run_ids):
             ranking.per_prompt = {}
         rankings.append(ranking)
     if len(rankings) < 2:
         raise DisagreementError(f"task '{task}' ({profile}): fewer than two metrics scored in every run")
     return run_ids, rankings
+
+
+def headline_scores(scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-image scores of a run's headline (checkpoint NULL): every image once, however many
+    checkpoints the method was also scored at."""
+    return [s for s in scores if s.get("checkpoint") is None]
+
+
+def per_prompt_table(scores: list[dict[str, Any]], metric: str, prompt_set: str) -> dict[str, tuple[float, int]]:
+    """(sum, count) of one run's per-image values of a metric per prompt of a prompt set."""
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for s in scores:
+        if s["metric"] == metric and s["prompt_set"] == prompt_set and s["value"] is not None:
+            sums[s["prompt_id"]][0] += s["value"]
+            sums[s["prompt_id"]][1] += 1
+    return {p: (v[0], int(v[1])) for p, v in sums.items()}
 
 
 def _replicate_values(ranking: Ranking, methods: list[str], prompts: dict[str, np.ndarray]) -> list[float]:
