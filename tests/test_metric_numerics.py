@@ -11,7 +11,7 @@ import torch
 
 from harness.metrics import fidelity
 from harness.metrics.images import load_png, to_uint8
-from harness.metrics.uncertainty import bootstrap_mean, subsample_indices
+from harness.metrics.uncertainty import bootstrap_indices, bootstrap_mean, shifted_interval
 from harness.specs import MetricSpec, SpecError
 
 
@@ -173,9 +173,26 @@ def test_bootstrap_resamples_prompts_and_ignores_missing_values() -> None:
     assert bootstrap_mean([1.0, None], ["a", "b"]).low is None
 
 
-def test_subsamples_are_without_replacement() -> None:
-    for idx in subsample_indices(20, 10, 5):
-        assert len(set(idx.tolist())) == 10 and idx.max() < 20
+def test_fid_interval_is_a_full_n_bootstrap_that_contains_the_estimate() -> None:
+    """Synthetic Gaussian features: FID at N/2 (the old subsampling interval) sits far above the full-N FID;
+    the bias-corrected full-N bootstrap interval contains it."""
+    import torch
+
+    from harness.metrics.fidelity import frechet_distance, statistics
+
+    rng = np.random.default_rng(0)
+    generated = torch.from_numpy(rng.normal(0.3, 1.0, (400, 32)))
+    reference = statistics(torch.from_numpy(rng.normal(0.0, 1.0, (2000, 32))))
+    value = frechet_distance(statistics(generated), reference)
+    replicates = [frechet_distance(statistics(generated[torch.from_numpy(i)]), reference)
+                  for i in bootstrap_indices(400, 50)]
+    assert np.mean(replicates) > value  # duplicates inflate FID: the raw percentiles would miss the estimate
+    interval = shifted_interval(value, replicates, "test")
+    assert interval.low < value < interval.high and "bias" in interval.method
+    half = frechet_distance(statistics(generated[:200]), reference)
+    assert half > interval.high  # what the old N/2 subsampling interval was centred on
+    for idx in bootstrap_indices(20, 5):
+        assert len(idx) == 20 and idx.max() < 20
 
 
 def test_metric_spec_defaults_and_prompt_set_check(tmp_path: Path) -> None:

@@ -273,3 +273,18 @@ def test_real_dino_and_facenet_loading_code_reads_local_files(tmp_path, monkeypa
     models = face.load_models(plan)
     assert models.weights.startswith("vggface2 sha256:")
     assert torch.equal(models.embedder.last_linear.weight, facenet["last_linear.weight"])
+
+
+def test_every_stored_interval_contains_its_value(study_db: dict) -> None:
+    """Every aggregate with an interval (CLIP, CLIP-I, DINO, FID, KID, face distance, per group, per checkpoint,
+    headline copies) holds its own value: no interval computed around another statistic."""
+    import duckdb
+
+    con = duckdb.connect(str(study_db["db"]), read_only=True)
+    rows = con.execute("SELECT metric, prompt_set, grp, value, ci_low, ci_high FROM metrics "
+                       "WHERE ci_low IS NOT NULL AND ci_high IS NOT NULL AND value IS NOT NULL").fetchall()
+    con.close()
+    metrics = {r[0] for r in rows}
+    assert {"clip_score", "clip_i", "dino", "fid", "kid", "face_distance"} <= metrics
+    outside = [r for r in rows if not r[4] - 1e-9 <= r[3] <= r[5] + 1e-9]
+    assert outside == []

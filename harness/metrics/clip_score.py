@@ -99,8 +99,25 @@ def load_real(backbone: str, weights: str) -> ClipBackbone:
     return ClipBackbone(model.eval(), preprocess, open_clip.get_tokenizer(backbone), card)
 
 
+def load_micro() -> ClipBackbone:
+    """The microworld's CLIP judge (open_clip ``CLIP`` trained on the whole world, held-out values included)."""
+    from harness.metrics import microjudges
+
+    model, preprocess, tokenizer = microjudges.clip_parts()
+    card = metric_card("clip_score", "microworld CLIP judge (open_clip CLIP, ResNet tower, 32 px)",
+                       microjudges.weights_identity(microjudges.MICRO_CLIP),
+                       "32x32, CLIP mean/std (no resize)", SCALE, f"open_clip_torch {version('open_clip_torch')}",
+                       notes=microjudges.quality_note(microjudges.MICRO_CLIP))
+    return ClipBackbone(model, preprocess, tokenizer, card)
+
+
 def load(plan: RunPlan, spec: MetricSpec) -> ClipBackbone:
-    """The plan's CLIP backbone: random-init tiny on ``tiny``, pretrained on ``full``."""
+    """The plan's CLIP backbone: the microworld judge when the task names it, else random-init tiny on
+    ``tiny`` and pretrained on ``full``."""
+    from harness.metrics.microjudges import MICRO_CLIP
+
+    if spec.backbone == MICRO_CLIP:
+        return load_micro()
     return build_tiny() if plan.profile == "tiny" else load_real(spec.backbone, spec.weights)
 
 

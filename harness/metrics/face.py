@@ -38,12 +38,25 @@ class FaceModels:
     detector: Any
     embedder: Any
     weights: str
+    judge: Any = None  # the microworld face judge (detector + embedder in one), instead of MTCNN + FaceNet
+    description: str = "MTCNN -> InceptionResnetV1 (512-d)"
+    preprocessing: str = PREPROCESSING
+    notes: str = ""
 
 
-def load_models(plan: RunPlan) -> FaceModels:
-    """MTCNN (packaged weights) and InceptionResnetV1 (VGGFace2 file on ``full``, random-init on ``tiny``)."""
+def load_models(plan: RunPlan, spec: MetricSpec | None = None) -> FaceModels:
+    """MTCNN (packaged weights) and InceptionResnetV1 (VGGFace2 file on ``full``, random-init on ``tiny``), or
+    the microworld's face judge when the task names it (``backbone: micro-face``)."""
     import torch
     from facenet_pytorch import MTCNN, InceptionResnetV1
+
+    from harness.metrics import microjudges
+
+    if spec is not None and spec.backbone == microjudges.MICRO_FACE:
+        return FaceModels(None, None, microjudges.weights_identity(spec.backbone), judge=microjudges.face_judge(),
+                          description="microworld face judge (detector + identity embedder)",
+                          preprocessing="32x32, ImageNet mean/std; a face when the detector's probability >= 0.5",
+                          notes=microjudges.quality_note(spec.backbone))
 
     detector = MTCNN(image_size=CROP, margin=0, post_process=True, device="cpu")
     if plan.profile == "tiny":
@@ -74,6 +87,8 @@ def embed_faces(models: FaceModels, images: list[Any]) -> list[Any]:
     """Unit face embedding (512) of each image, or None where no face was found."""
     import torch
 
+    if models.judge is not None:
+        return list(models.judge.embed(images))
     crops = detect(models, images)
     found = [c for c in crops if c is not None]
     if not found:
@@ -93,8 +108,9 @@ def reference_identity(models: FaceModels, references: Any, digest: str) -> tupl
     import torch
 
     check_uint8(references.images, f"reference set '{references.name}'")
-    fields = {"metric": "face_distance", "detector": "MTCNN facenet-pytorch " + version("facenet-pytorch"),
-              "weights": models.weights, "preprocessing": PREPROCESSING, "n": len(references.images),
+    fields = {"metric": "face_distance", "detector": models.description + " facenet-pytorch " +
+              version("facenet-pytorch"), "weights": models.weights, "preprocessing": models.preprocessing,
+              "n": len(references.images),
               "reference": references.name, "digest": digest}
 
     def compute() -> dict[str, Any]:
@@ -118,7 +134,7 @@ def score(ctx: ScoringContext, spec: MetricSpec, records: list[SampleRecord]) ->
     """Per-image face distance (None when faceless), per-set/group means over faces, faceless counts."""
     plan = ctx.plan
     references, digest = ctx.references()
-    models = load_models(plan)
+    models = load_models(plan, spec)
     reference_mean, n_ref_faces, hit = reference_identity(models, references, digest)
     embeddings = embed_faces(models, to_pil([load_png(ctx.run_dir / r.file) for r in records]))
     values = distances(embeddings, reference_mean) if reference_mean is not None else [None] * len(records)
@@ -127,8 +143,8 @@ def score(ctx: ScoringContext, spec: MetricSpec, records: list[SampleRecord]) ->
         flags.append("random_init")
     if reference_mean is None:
         flags.append("no_reference_face")
-    card = metric_card("face_distance", "MTCNN -> InceptionResnetV1 (512-d)", models.weights, PREPROCESSING, SCALE,
-                       f"facenet-pytorch {version('facenet-pytorch')}", flags=tuple(flags))
+    card = metric_card("face_distance", models.description, models.weights, models.preprocessing, SCALE,
+                       f"facenet-pytorch {version('facenet-pytorch')}", flags=tuple(flags), notes=models.notes)
     per_sample = [SampleScore("face_distance", r.prompt_set, r.prompt_id, r.sample_idx, v)
                   for r, v in zip(records, values, strict=True)]
     result = ScoreResult(per_sample)
@@ -143,14 +159,17 @@ def score(ctx: ScoringContext, spec: MetricSpec, records: list[SampleRecord]) ->
         interval = bootstrap_mean(chosen, [records[k].prompt_id for k in idx], None,
                                   spec.resamples or DEFAULT_RESAMPLES)
         note = (f"mean over the {len(scored)} of {len(idx)} images with a face ({len(idx) - len(scored)} faceless, "
-                f"counted in faceless_count); {ref_note}; CI: {interval.method}")
+                f"counted in faceless_count); {ref_note}; CI: {interval.method}" + (f"; {models.notes}"
+                                                                                   if models.notes else ""))
         row_card = {**card.as_dict(), "n": len(idx), "n_scored": len(scored), "notes": note}
         value = sum(scored) / len(scored) if scored else None
         result.aggregates.append(Aggregate("face_distance", prompt_set, group, value, len(idx), row_card,
                                            interval.low, interval.high))
         if group == ALL:
-            count_card = metric_card("faceless_count", "MTCNN (facenet-pytorch)", "packaged MTCNN weights",
-                                     PREPROCESSING, "count of generated images without a detected face",
+            detector = "MTCNN (facenet-pytorch)" if models.judge is None else models.description
+            count_card = metric_card("faceless_count", detector, models.weights if models.judge is not None
+                                     else "packaged MTCNN weights", models.preprocessing,
+                                     "count of generated images without a detected face",
                                      f"facenet-pytorch {version('facenet-pytorch')}", n=len(idx))
             result.aggregates.append(Aggregate("faceless_count", prompt_set, ALL, float(len(idx) - len(scored)),
                                                len(idx), count_card.as_dict()))

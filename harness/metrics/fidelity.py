@@ -20,7 +20,7 @@ from harness.metric_registry import card as metric_card
 from harness.metric_registry import register_metric
 from harness.metrics.images import as_torch_dataset, check_uint8, load_png
 from harness.metrics.refcache import load_or_compute
-from harness.metrics.uncertainty import percentile_interval, subsample_indices
+from harness.metrics.uncertainty import bootstrap_indices, percentile_interval, shifted_interval
 from harness.records import ALL, Aggregate, SampleRecord, ScoreResult
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ REAL_EXTRACTOR = "inception-v3-compat"
 TINY_EXTRACTOR = "bench-tiny-random-cnn"
 TINY_SEED = 0
 MIN_UNBIASED_N = 2048  # below this FID is noticeably biased upward (Chong & Forsyth 2020); stored but flagged
-FID_SUBSAMPLES = 10
+FID_BOOTSTRAP = 50  # resamples of the generated images at full N
 KID_SUBSETS = 100  # torch-fidelity's default
 KID_SUBSET_SIZE = 1000  # torch-fidelity's default, capped at the sample counts
 KID_SEED = 2020  # torch-fidelity's default rng_seed
@@ -102,7 +102,7 @@ class Extractor:
 
     @property
     def preprocessing(self) -> str:
-        size = 299 if self.name == REAL_EXTRACTOR else 64
+        size = {REAL_EXTRACTOR: 299, TINY_EXTRACTOR: 64}.get(self.name, 32)
         return (f"HxWx3 uint8 (lossless PNG / reference uint8, same rounding) -> torch-fidelity TF-1.x bilinear "
                 f"resize to {size}x{size} (align_corners=False) -> (x-128)/128")
 
@@ -117,6 +117,11 @@ def load_extractor(plan: RunPlan, spec: MetricSpec) -> Extractor:
     """The plan's feature extractor, created through torch-fidelity's registry."""
     from torch_fidelity.utils import create_feature_extractor
 
+    from harness.metrics import microjudges
+
+    if spec.backbone == microjudges.MICRO_DINO:
+        module, name, layer = microjudges.fid_extractor(_cuda())
+        return Extractor(module, name, layer, microjudges.weights_identity(spec.backbone), False)
     if plan.profile == "tiny":
         register_tiny_extractor()
         module = create_feature_extractor(TINY_EXTRACTOR, ["16"], cuda=_cuda(), verbose=False)
@@ -248,13 +253,11 @@ def score(ctx: ScoringContext, spec: MetricSpec, records: list[SampleRecord]) ->
                      f"reference stats {'loaded from' if hit else 'computed into'} the cache")
         if spec.name == "fid":
             value = frechet_distance(statistics(features), ref_stats)
-            size = min(spec.subset_size or n // 2, n - 1)
-            repeats = spec.resamples or FID_SUBSAMPLES
-            subs = [frechet_distance(statistics(features[torch.from_numpy(idx)]), ref_stats)
-                    for idx in subsample_indices(n, size, repeats)] if size >= 2 else []
-            interval = percentile_interval(subs, f"{repeats} subsamples of {size} generated without replacement "
-                                           "vs all references (FID at smaller N is biased upward)" if subs
-                                           else "none (too few samples to subsample)")
+            repeats = spec.resamples or FID_BOOTSTRAP
+            replicates = [frechet_distance(statistics(features[torch.from_numpy(idx)]), ref_stats)
+                          for idx in bootstrap_indices(n, repeats)]
+            interval = shifted_interval(value, replicates, f"bootstrap of the {n} generated images at full N "
+                                        f"({repeats} resamples, references fixed)")
             if n < MIN_UNBIASED_N:
                 flags.append("biased_small_n")
             note = f"{base_note}; CI: {interval.method}" + (

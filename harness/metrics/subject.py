@@ -118,6 +118,14 @@ def load_encoder(plan: RunPlan, spec: MetricSpec) -> ImageEncoder:
         backbone = clip_score.load(plan, spec)
         card = relabel(backbone.card, "clip_i", scale="raw cosine in [-1, 1] (image-image)")
         return ImageEncoder(lambda images: clip_score.embed_images(backbone, images), card)
+    from harness.metrics import microjudges
+
+    if spec.backbone == microjudges.MICRO_DINO:
+        card = metric_card("dino", "microworld DINO-analogue judge (CNN trained on attribute classification)",
+                           microjudges.weights_identity(spec.backbone), "32x32, ImageNet mean/std (no resize)",
+                           "raw cosine in [-1, 1] (image-image)", f"torch {version('torch')}",
+                           notes=microjudges.quality_note(spec.backbone))
+        return ImageEncoder(microjudges.dino_embedder(), card)
     if plan.profile == "tiny":
         model, weights = build_tiny_dino(), f"random-init (seed {TINY_SEED})"
         backbone_name = "tiny ViTModel (2 layers, width 32, patch 16)"

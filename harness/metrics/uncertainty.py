@@ -1,9 +1,11 @@
-"""Uncertainty of aggregates: cluster bootstrap for per-image metrics, subsampling for set metrics.
+"""Uncertainty of aggregates: cluster bootstrap for per-image metrics, resampling for set metrics.
 
 Per-image metrics: samples of one prompt are not independent (same text), so the bootstrap resamples
 prompts with all their samples; with several subjects (groups) it first resamples subjects, then
-prompts within each drawn subject. Set metrics (FID, KID) have no per-image value; their spread comes
-from repeated subsampling of the generated samples without replacement (see ``subsample_indices``).
+prompts within each drawn subject. Set metrics have no per-image value: FID's interval comes from a
+bootstrap of the generated images at full N, bias-corrected (``shifted_interval``: duplicates in a
+resample inflate FID, so the replicates are shifted by their mean's offset from the estimate); KID's
+from torch-fidelity's subsets (``subsample_indices``).
 """
 
 from __future__ import annotations
@@ -85,10 +87,21 @@ def bootstrap_mean(values: Sequence[float | None], prompt_ids: Sequence[str], su
     return Interval(low, high, resamples, method)
 
 
-def subsample_indices(n: int, size: int, repeats: int, seed: int = SEED) -> list[np.ndarray]:
-    """``repeats`` index sets of ``size`` drawn from ``range(n)`` without replacement."""
+def bootstrap_indices(n: int, repeats: int, seed: int = SEED) -> list[np.ndarray]:
+    """``repeats`` index sets of ``n`` drawn from ``range(n)`` with replacement (a bootstrap at full N)."""
     rng = np.random.default_rng(seed)
-    return [np.sort(rng.choice(n, size=size, replace=False)) for _ in range(repeats)]
+    return [rng.integers(0, n, size=n) for _ in range(repeats)]
+
+
+def shifted_interval(estimate: float, replicates: Sequence[float], method: str, level: float = LEVEL) -> Interval:
+    """Percentile interval of bootstrap replicates shifted by their bias (mean replicate - estimate), so that
+    a statistic biased by resampling (FID rises with duplicated images) gets an interval around its estimate."""
+    stats = np.asarray(replicates, dtype=float)
+    if len(stats) < 2:
+        return Interval(None, None, len(stats), method)
+    bias = float(stats.mean()) - estimate
+    low, high = _percentiles(stats - bias, level)
+    return Interval(low, high, len(stats), f"{method}; bias {bias:+.4g} removed")
 
 
 def percentile_interval(stats: Sequence[float], method: str, level: float = LEVEL) -> Interval:
