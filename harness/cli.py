@@ -134,8 +134,11 @@ def run_command(
     data_root: Annotated[Path | None, typer.Option(help="Dataset root (default: $BENCH_DATA).")] = None,
     db: DbOpt = DEFAULT_DB,
     force: Annotated[bool, typer.Option("--force", help="Run even if a completed run has this plan.")] = False,
+    vs: Annotated[str, typer.Option(help="Reference method to compare with (run first if the store has none "
+                                    "for this task, profile and seed); 'none' to skip.")] = "frozen",
 ) -> None:
-    """Train (under the task's budget), sample, score, and store one method on one task."""
+    """Train (under the task's budget), sample, score, and store one method on one task; then its gain over the
+    reference method on the same prompts and seeds, and a PNG of their samples side by side."""
     from harness.plan import build_plan
     from harness.progress import RichProgress
     from harness.report import print_run
@@ -152,6 +155,28 @@ def run_command(
         fail(f"run {outcome.run_id} failed and is stored as failed: {outcome.error} "
              f"(details: {outcome.run_dir}/error.log)", 1)
     print_run(console, store, outcome.run_id)
+    if vs != "none" and plan.method.name != vs:
+        _compare_with_reference(plan, outcome.run_id, vs, store, db)
+
+
+def _compare_with_reference(plan: Any, run_id: str, reference: str, store: Any, db: Path) -> None:
+    from harness.analysis.compare import paired_gains
+    from harness.analysis.grids import side_by_side
+    from harness.commands.reference import ensure_reference
+    from harness.progress import RichProgress
+    from harness.report import print_gains
+
+    with RichProgress(err_console, f"{reference}: ") as progress:
+        outcome = ensure_reference(plan, reference, store, db.parent / "runs", progress)
+    if outcome.status == "failed":
+        fail(f"reference run {outcome.run_id} ({reference}) failed: {outcome.error}", 1)
+    runs = {r["run_id"]: r for r in store.runs(plan.task.name)}
+    mine, theirs = runs[run_id], runs[outcome.run_id]
+    first_set = plan.task.evaluation.prompt_sets[0].name
+    grid = side_by_side(store, [{**theirs, "label": reference}, {**mine, "label": plan.method.name}], first_set,
+                        Path(mine["run_dir"]) / f"vs_{reference}.png")
+    print_gains(console, paired_gains(store, run_id, outcome.run_id), plan.method.name, reference, plan.profile,
+                grid)
 
 
 @app.command()

@@ -335,3 +335,22 @@ def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> Non
         for prompt in f["prompts"]:
             console.print(f"    {prompt['prompt_id']} \"{escape(prompt['prompt'])}\" strength {prompt['strength']:.2f} "
                           f"({prompt['why']})", highlight=False)
+
+
+def print_gains(console: Console, gains: list[dict[str, Any]], method: str, reference: str, profile: str,
+                grid: Any = None) -> None:
+    """Gain of a run over its reference per metric and prompt set: paired on prompts and seeds, CI over prompts."""
+    table = Table(title=f"{method} vs {reference}: gain (positive = better), paired on prompt and seed")
+    table.caption = _tiny_note(profile)
+    for name in ("metric", "prompt set", method, reference, "gain", "95% CI", "pairs (prompts)"):
+        table.add_column(name, justify="left" if name in ("metric", "prompt set") else "right")
+    for gain in gains:
+        ci = "-" if gain["ci_low"] is None else f"[{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]"
+        if gain["ci_low"] is not None and (gain["ci_low"] > 0 or gain["ci_high"] < 0):
+            ci = f"[bold]{ci}[/]"  # the interval excludes 0
+        pairs = f"{gain['n_pairs']} ({gain['n_prompts']})" if gain["n_pairs"] else "set-level"
+        table.add_row(gain["metric"], escape(gain["prompt_set"]), _num(gain["value"]), _num(gain["reference"]),
+                      f"{gain['gain']:+.4f}", ci, pairs)
+    console.print(table)
+    if grid is not None:
+        console.print(f"samples side by side (same prompts and seeds): {grid}", highlight=False, soft_wrap=True)

@@ -119,3 +119,42 @@ def sweep_parameters(run: dict[str, Any]) -> dict[str, Any]:
     found |= plan.get("overrides") or {}
     found["steps run"] = run.get("steps")
     return {k: v for k, v in found.items() if v is not None}
+
+
+def paired_gains(store: Any, run_id: str, reference_id: str) -> list[dict[str, Any]]:
+    """Gain of a run over a reference run (usually ``frozen``) per per-image metric and prompt set: samples
+    paired on (prompt id, sample index, seed), gain oriented so that positive is better, its CI a bootstrap
+    over prompts of the paired differences. Set-level metrics (FID, KID) get the difference of their values
+    and no interval (they have no per-image scores to pair)."""
+    from harness.metric_registry import find, higher_is_better
+    from harness.metrics.uncertainty import bootstrap_mean
+
+    out = []
+    mine = {(r["metric"], r["prompt_set"]): r for r in store.aggregates(run_id, group="__all__")
+            if r["checkpoint"] is None}
+    theirs = {(r["metric"], r["prompt_set"]): r for r in store.aggregates(reference_id, group="__all__")
+              if r["checkpoint"] is None}
+    for (metric, prompt_set), row in sorted(mine.items()):
+        declared = find(metric)
+        base = theirs.get((metric, prompt_set))
+        if declared is None or declared.count or base is None or row["value"] is None or base["value"] is None:
+            continue
+        sign = 1.0 if higher_is_better(metric, row["card"]) else -1.0
+        gain = {"metric": metric, "prompt_set": prompt_set, "value": row["value"], "reference": base["value"],
+                "gain": sign * (row["value"] - base["value"]), "ci_low": None, "ci_high": None, "n_pairs": 0,
+                "n_prompts": 0}
+        if declared.per_sample:
+            scores = store.grouped_sample_scores([run_id, reference_id], metric, prompt_set)
+            by_run: dict[str, dict[tuple[str, int, int], float | None]] = defaultdict(dict)
+            for score in scores:
+                if score["checkpoint"] is None:
+                    by_run[score["run_id"]][(score["prompt_id"], score["sample_idx"], score["seed"])] = score["value"]
+            pairs = [(key, value, by_run[reference_id][key]) for key, value in by_run[run_id].items()
+                     if key in by_run[reference_id] and value is not None and by_run[reference_id][key] is not None]
+            diffs = [sign * (a - b) for _, a, b in pairs]
+            interval = bootstrap_mean(diffs, [key[0] for key, _, _ in pairs]) if diffs else None
+            gain |= {"gain": fmean(diffs) if diffs else gain["gain"], "n_pairs": len(diffs),
+                     "n_prompts": len({key[0] for key, _, _ in pairs}),
+                     "ci_low": interval.low if interval else None, "ci_high": interval.high if interval else None}
+        out.append(gain)
+    return out
