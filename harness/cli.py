@@ -335,3 +335,42 @@ def main() -> None:  # pragma: no cover - entry for `python -m harness.cli`
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+micro_app = typer.Typer(help="The microworld: its base model and judges (build, check, show).", no_args_is_help=True)
+app.add_typer(micro_app, name="micro")
+
+
+@micro_app.command("build")
+@user_errors
+def micro_build(
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: the shipped harness/micro/weights).")]
+    = None,
+    check: Annotated[bool, typer.Option("--check", help="Rebuild into a temporary folder and compare the measured "
+                                        "quality with the shipped floors; exit 1 below a floor.")] = False,
+    only: Annotated[str | None, typer.Option(help="Comma list of parts: vae, unet, clip, dino, face, quality.")]
+    = None,
+    steps: Annotated[list[str] | None, typer.Option(help="Step override per part, e.g. --steps unet=2000.")] = None,
+) -> None:
+    """Train the microworld's base model and judges from their seeds (minutes to an hour on a CPU)."""
+    from harness.micro.build import main
+
+    argv = [*(["--out", str(out)] if out else []), *(["--check"] if check else []),
+            *(["--only", only] if only else []), *[arg for item in steps or [] for arg in ("--steps", item)]]
+    code = main(argv)
+    if code:
+        raise typer.Exit(code)
+
+
+@micro_app.command("show")
+@user_errors
+def micro_show() -> None:
+    """The shipped weights (files, sha256, how each was made) and every judge's measured quality."""
+    import json
+
+    from harness.micro import base
+
+    manifest_file = base.WEIGHTS_DIR / "manifest.json"
+    if not manifest_file.is_file():
+        raise BenchError(f"{manifest_file}: no microworld manifest; run `bench micro build`")
+    console.print_json(json.dumps(json.loads(manifest_file.read_text()), sort_keys=True))
