@@ -118,7 +118,7 @@ def test_diverged_run_is_stored_failed_never_completed(tmp_path, monkeypatch) ->
     outcome = run(build_plan("cifar_alignment", "xattn_ft", "tiny"), store, tmp_path / "runs")
     assert outcome.status == "failed" and "diverged at step 1" in outcome.error
     assert [r["status"] for r in store.runs("cifar_alignment")] == ["failed"]
-    assert store.leaderboard("cifar_alignment", "tiny") == []
+    assert store.latest_runs("cifar_alignment", "tiny") == []
 
 
 @pytest.mark.parametrize("bad", [".inf", ".nan", "0", "-1.0e-3", "100"])
