@@ -19,7 +19,9 @@ import numpy as np
 SIZE = 32
 SUPERSAMPLE = 4  # rendered at 128x128 then box-filtered to 32x32 (anti-aliasing)
 
-SHAPES = ("circle", "square", "triangle", "star", "ring", "heart", "cross", "diamond", "hexagon", "moon")
+SHAPES = ("circle", "square", "triangle", "star", "ring", "heart", "cross", "diamond", "arrow", "moon")
+# rotation range per shape (degrees, +-); square and diamond stay apart (a square at 45 deg is a diamond)
+ROTATION = {"square": 15.0, "diamond": 15.0, "heart": 30.0, "moon": 30.0}
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
     "green": (40, 180, 40),
@@ -123,8 +125,8 @@ def sample_attributes(rng: np.random.Generator, held_in_only: bool = False, **fi
         attrs.update(shape=pick("shape", SHAPES), colour=pick("colour", tuple(COLOURS)),
                      texture=pick("texture", TEXTURES), person=None)
         attrs["radius"] = float(rng.uniform(9.0, 13.0))
-        attrs["rotation"] = float(rng.uniform(-30.0, 30.0) if attrs["shape"] in ("heart", "moon")
-                                  else rng.uniform(0.0, 360.0))
+        limit = ROTATION.get(attrs["shape"], 180.0)
+        attrs["rotation"] = float(rng.uniform(-limit, limit))
     margin = SIZE / 2 - attrs["radius"] - 1
     attrs["cx"] = float(SIZE / 2 + rng.uniform(-1, 1) * min(3.0, max(margin, 0.0)))
     attrs["cy"] = float(SIZE / 2 + rng.uniform(-1, 1) * min(3.0, max(margin, 0.0)))
@@ -203,8 +205,10 @@ def shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return np.abs(u) + np.abs(v) <= 1.0
     if shape == "triangle":  # vertex up
         return _polygon(u, v - 0.15, 3, 0.55, np.pi / 2)
-    if shape == "hexagon":
-        return _polygon(u, v, 6, 0.9, 0.0)
+    if shape == "arrow":  # pointing right: shaft and head
+        shaft = (np.abs(v) <= 0.22) & (u >= -0.95) & (u <= 0.15)
+        head = (u >= 0.05) & (u <= 0.95) & (np.abs(v) <= 0.65 * (0.95 - u))
+        return shaft | head
     if shape == "cross":
         return ((np.abs(u) <= 0.33) & (np.abs(v) <= 0.95)) | ((np.abs(v) <= 0.33) & (np.abs(u) <= 0.95))
     if shape == "moon":
