@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from harness import registry
 from harness.errors import BenchError
@@ -37,8 +38,13 @@ DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB results file; run fold
 
 def fail(message: str, code: int) -> None:
     """Print one error line to stderr and exit with ``code``; never a traceback."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def one_line(message: str) -> str:
+    """Error text on one line (a message quoting a multi-line input must not print a block)."""
+    return " ".join(message.split("\n")).strip()
 
 
 def user_errors(command: Any) -> Any:
@@ -84,13 +90,18 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Spec files
     """Validate task and method specs; one line per file, exit 2 if any is invalid."""
     files = paths or [*registry.task_files().values(), *registry.method_files().values()]
     failures = 0
+    from harness.methods import check_method
+
     for path in files:
         try:
             kind = registry.validate_file(Path(path))
-            console.print(f"ok      {kind:6}  {path}", highlight=False)
-        except SpecError as exc:
+            if kind == "method":
+                check_method(registry.get_method(str(path)), str(path))
+            console.print(f"ok      {kind:6}  {escape(str(path))}", highlight=False)
+        except (SpecError, registry.UnknownNameError, BenchError) as exc:
             failures += 1
-            err_console.print(f"[red]invalid[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]invalid[/] {escape(one_line(str(exc).strip(chr(39) + chr(34))))}",
+                              highlight=False, soft_wrap=True)
     if failures:
         raise typer.Exit(2)
 

@@ -128,9 +128,10 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False,
 
 def _check_method_fits_task(plan: RunPlan) -> None:
     from harness.data import has_subjects
-    from harness.methods import method_class
+    from harness.methods import check_method, method_class
     from harness.specs import SpecError
 
+    check_method(plan.method, f"method '{plan.method.name}'")
     if method_class(plan.method.kind).per_subject and not has_subjects(plan):
         raise SpecError(f"method '{plan.method.name}' (kind {plan.method.kind}) trains one subject at a time; "
                         f"task '{plan.task.name}' has no subjects (data adapter '{plan.task.data.adapter}', "
