@@ -42,6 +42,11 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr (markup in the message is printed as is)."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
+
+
 def one_line(message: str) -> str:
     """Error text on one line (a message quoting a multi-line input must not print a block)."""
     return " ".join(message.split("\n")).strip()
@@ -162,6 +167,9 @@ def run_command(
     elif outcome.status == "failed":
         fail(f"run {outcome.run_id} failed and is stored as failed: {outcome.error} "
              f"(details: {outcome.run_dir}/error.log)", 1)
+    if outcome.pending:
+        warn(f"run {outcome.run_id} completed, not stored yet: {outcome.pending}")
+        return
     print_run(console, store, outcome.run_id)
 
 
@@ -285,12 +293,40 @@ def submit(
         with RichProgress(err_console, f"{plan.task.name}: ") as progress:
             outcome = run(plan, store, db.parent / "runs", force=force, progress=progress)
         console.print(f"{plan.task.name}: run {outcome.run_id} {outcome.status}", highlight=False)
+        if outcome.pending:
+            warn(f"run {outcome.run_id} completed, not stored yet: {outcome.pending}")
         if outcome.status == "failed":
             failed.append(f"{plan.task.name}: {outcome.error} (details: {outcome.run_dir}/error.log)")
     for plan in submission.plans:
         print_leaderboard(console, store, plan.task.name, plan.profile)
     if failed:
         fail(f"{len(failed)} run(s) failed and are stored as failed: " + "; ".join(failed), 1)
+
+
+@app.command()
+@user_errors
+def ingest(
+    folders: Annotated[list[Path], typer.Argument(help="Run folders (e.g. results/runs/*).")],
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Store complete run folders in the database (rebuilds a lost one; a second ingest adds nothing).
+
+    A folder without its COMPLETE marker (a run that did not finish) is reported and not ingested: exit 1.
+    """
+    from harness.runfolder import RunFolderError
+    from harness.store import Store
+
+    store, skipped = Store(db), 0
+    for folder in folders:
+        try:
+            status = store.ingest(folder)
+        except RunFolderError as exc:
+            skipped += 1
+            err_console.print(f"[yellow]skipped[/] {escape(one_line(str(exc)))}", highlight=False, soft_wrap=True)
+            continue
+        console.print(f"{status:<14}  {escape(str(folder))}", highlight=False)
+    if skipped:
+        raise typer.Exit(1)
 
 
 @app.command()

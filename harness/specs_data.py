@@ -52,7 +52,8 @@ class DeepFashionDataSpec(_DataSpec):
     eval_crop: Size
     test_fraction: Float = Field(gt=0, lt=1)
     split_seed: Int = Field(default=0, ge=0, le=MAX_SEED)
-    subset_size: Int | None = Field(default=None, ge=1, le=MAX_IMAGES)  # cap on training images (None = the whole split)
+    # cap on training images (None = the whole split)
+    subset_size: Int | None = Field(default=None, ge=1, le=MAX_IMAGES)
 
     @model_validator(mode="after")
     def _crops_fit(self) -> DeepFashionDataSpec:
