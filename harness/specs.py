@@ -282,8 +282,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
                         "save the spec as UTF-8") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is not None:
             _check_nodes(node, path)
@@ -296,7 +297,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a YAML mapping at top level, got {type(data).__name__}")
     return data

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -394,7 +395,7 @@ def _connect_waiting(path: Path, read_only: bool, store: Store) -> duckdb.DuckDB
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "lock" in first_line.lower():
+            if re.search(r"\block\b", first_line.lower()):  # not "block": a damaged block is no lock
                 if time.monotonic() < deadline:
                     time.sleep(0.05)
                     continue
