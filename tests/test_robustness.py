@@ -208,8 +208,9 @@ def test_incomplete_or_missing_folder_is_reported_not_ingested(env: dict[str, st
 # --- specs ---------------------------------------------------------------------------------------------
 
 METHOD = {"name": "mine", "version": 1, "kind": "lora", "params": {"rank": 2}}
+LEVELS = zip("abcdefgh", "bcdefghi", strict=True)  # each level: ten aliases of the one before (10^9 nodes)
 BOMB = "\n".join(["name: bomb", "version: 1", "kind: lora", "params:", "  a: &a [x,x,x,x,x,x,x,x,x,x]"]
-                 + [f"  {c}: &{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in zip("abcdefgh", "bcdefghi")]) + "\n"
+                 + [f"  {c}: &{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in LEVELS]) + "\n"
 
 BAD_SPECS: dict[str, tuple[bytes, str]] = {
     "alias_bomb": (BOMB.encode(), "expands to more than 100,000 YAML nodes"),
