@@ -101,7 +101,7 @@ def get_method(name_or_path: str) -> MethodSpec:
     method = load_method(path)
     if path.stem != method.name and path.parent in (user_methods_dir(), baselines_dir()):
         raise SpecError(f"{path}: field 'name': must equal the file name '{path.stem}'")
-    _check_identity("baseline method", path, method, baseline_files(), load_method)
+    _check_identity("baseline", path, method, baseline_files(), load_method)
     kinds = known_kinds()
     if method.kind not in kinds:
         raise SpecError(
@@ -122,7 +122,7 @@ def _check_identity(kind: str, path: Path, spec: Any, builtins: dict[str, Path],
     except SpecError:
         original = None
     if original != spec:
-        raise SpecError(f"{path}: field 'name': '{spec.name}' is the built-in {kind} {builtin}, and this spec "
+        raise SpecError(f"{path}: field 'name': '{spec.name}' is a built-in {kind} ({builtin}), and this spec "
                         "differs from it; give it a name of its own")
 
 

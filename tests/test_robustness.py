@@ -232,7 +232,7 @@ BAD_SPECS: dict[str, tuple[bytes, str]] = {
     "markup": (yaml.safe_dump({**METHOD, "name": "^+$[bold]x[/bold]"}).encode(),
                "'^[a-z0-9_]+$' (got '^+$[bold]x[/bold]')"),
     "poses_as_frozen": (yaml.safe_dump({**METHOD, "name": "frozen"}).encode(),
-                        "field 'name': 'frozen' is the built-in baseline method"),
+                        "field 'name': 'frozen' is a built-in baseline"),
     "bad_stage": (yaml.safe_dump({**METHOD, "kind": "ti_then_ft", "params": {"stage1": {"max_steps": 0}}}).encode(),
                   "field 'params.stage1.max_steps'"),
     "attn_patterns": (yaml.safe_dump({**METHOD, "kind": "attn_finetune",
