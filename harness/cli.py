@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from harness import registry
 from harness.errors import BenchError
@@ -37,8 +38,18 @@ DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB results file; run fold
 
 def fail(message: str, code: int) -> None:
     """Print one error line to stderr and exit with ``code``; never a traceback."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (markup in the message is printed as is)."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
+
+
+def one_line(message: str) -> str:
+    """Error text on one line (a message quoting a multi-line input must not print a block)."""
+    return " ".join(message.split("\n")).strip()
 
 
 def user_errors(command: Any) -> Any:
@@ -84,13 +95,18 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Spec files
     """Validate task and method specs; one line per file, exit 2 if any is invalid."""
     files = paths or [*registry.task_files().values(), *registry.method_files().values()]
     failures = 0
+    from harness.methods import check_method
+
     for path in files:
         try:
             kind = registry.validate_file(Path(path))
-            console.print(f"ok      {kind:6}  {path}", highlight=False)
-        except SpecError as exc:
+            if kind == "method":
+                check_method(registry.get_method(str(path)), str(path))
+            console.print(f"ok      {kind:6}  {escape(str(path))}", highlight=False)
+        except (SpecError, registry.UnknownNameError, BenchError) as exc:
             failures += 1
-            err_console.print(f"[red]invalid[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]invalid[/] {escape(one_line(str(exc).strip(chr(39) + chr(34))))}",
+                              highlight=False, soft_wrap=True)
     if failures:
         raise typer.Exit(2)
 
@@ -154,6 +170,9 @@ def run_command(
     elif outcome.status == "failed":
         fail(f"run {outcome.run_id} failed and is stored as failed: {outcome.error} "
              f"(details: {outcome.run_dir}/error.log)", 1)
+    if outcome.pending:
+        warn(f"run {outcome.run_id} completed, not stored yet: {outcome.pending}")
+        return
     print_run(console, store, outcome.run_id)
     if vs != "none" and plan.method.name != vs:
         _compare_with_reference(plan, outcome.run_id, vs, store, db)
@@ -299,12 +318,40 @@ def submit(
         with RichProgress(err_console, f"{plan.task.name}: ") as progress:
             outcome = run(plan, store, db.parent / "runs", force=force, progress=progress)
         console.print(f"{plan.task.name}: run {outcome.run_id} {outcome.status}", highlight=False)
+        if outcome.pending:
+            warn(f"run {outcome.run_id} completed, not stored yet: {outcome.pending}")
         if outcome.status == "failed":
             failed.append(f"{plan.task.name}: {outcome.error} (details: {outcome.run_dir}/error.log)")
     for plan in submission.plans:
         print_leaderboard(console, store, plan.task.name, plan.profile)
     if failed:
         fail(f"{len(failed)} run(s) failed and are stored as failed: " + "; ".join(failed), 1)
+
+
+@app.command()
+@user_errors
+def ingest(
+    folders: Annotated[list[Path], typer.Argument(help="Run folders (e.g. results/runs/*).")],
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Store complete run folders in the database (rebuilds a lost one; a second ingest adds nothing).
+
+    A folder without its COMPLETE marker (a run that did not finish) is reported and not ingested: exit 1.
+    """
+    from harness.runfolder import RunFolderError
+    from harness.store import Store
+
+    store, skipped = Store(db), 0
+    for folder in folders:
+        try:
+            status = store.ingest(folder)
+        except RunFolderError as exc:
+            skipped += 1
+            err_console.print(f"[yellow]skipped[/] {escape(one_line(str(exc)))}", highlight=False, soft_wrap=True)
+            continue
+        console.print(f"{status:<14}  {escape(str(folder))}", highlight=False)
+    if skipped:
+        raise typer.Exit(1)
 
 
 @app.command()

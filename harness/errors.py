@@ -31,3 +31,12 @@ class PluginError(BenchError):
     """A method-kind plugin that cannot be loaded or does not implement the Method contract."""
 
     exit_code = 2
+
+
+class RunInterrupted(BenchError):
+    """A run stopped by SIGTERM or SIGINT (stored as failed: interrupted); exit 128 + the signal number."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -45,9 +45,27 @@ def baseline_files() -> dict[str, Path]:
     return _spec_files(baselines_dir())
 
 
+def user_root() -> Path:
+    """The folder the user's registry must stay inside (``$BENCH_HOME``, or the config folder of bench)."""
+    return user_methods_dir().parent
+
+
+def inside_user_root(path: Path) -> bool:
+    """Whether ``path``, links resolved, lies inside ``user_root()`` (the registry never follows links out)."""
+    try:
+        return path.resolve().is_relative_to(user_root().resolve())
+    except (OSError, RuntimeError):  # a link loop
+        return False
+
+
+def user_method_files() -> dict[str, Path]:
+    """The user's registered methods; a file or link that resolves outside ``user_root()`` is ignored."""
+    return {name: path for name, path in _spec_files(user_methods_dir()).items() if inside_user_root(path)}
+
+
 def method_files() -> dict[str, Path]:
     """Registered method names mapped to their YAML files (baselines win over the user's registry)."""
-    return {**_spec_files(user_methods_dir()), **baseline_files()}
+    return {**user_method_files(), **baseline_files()}
 
 
 def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
@@ -73,6 +91,7 @@ def get_task(name_or_path: str) -> TaskSpec:
     task = load_task(path)
     if path.stem != task.name and path.parent == tasks_dir():
         raise SpecError(f"{path}: field 'name': must equal the file name '{path.stem}'")
+    _check_identity("task", path, task, task_files(), load_task)
     return task
 
 
@@ -80,6 +99,9 @@ def get_method(name_or_path: str) -> MethodSpec:
     """A method spec by registered name or YAML path; its kind must be known."""
     path = _resolve_path("method", name_or_path, method_files())
     method = load_method(path)
+    if path.stem != method.name and path.parent in (user_methods_dir(), baselines_dir()):
+        raise SpecError(f"{path}: field 'name': must equal the file name '{path.stem}'")
+    _check_identity("baseline", path, method, baseline_files(), load_method)
     kinds = known_kinds()
     if method.kind not in kinds:
         raise SpecError(
@@ -88,6 +110,27 @@ def get_method(name_or_path: str) -> MethodSpec:
             "entry point)"
         )
     return method
+
+
+def _check_identity(kind: str, path: Path, spec: Any, builtins: dict[str, Path], load: Any) -> None:
+    """Names are identities: a spec that takes a built-in's name must be that file or have its content."""
+    builtin = builtins.get(spec.name)
+    if builtin is None or _same_file(builtin, path):
+        return
+    try:
+        original = load(builtin)
+    except SpecError:
+        original = None
+    if original != spec:
+        raise SpecError(f"{path}: field 'name': '{spec.name}' is a built-in {kind} ({builtin}), and this spec "
+                        "differs from it; give it a name of its own")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def plugin_kinds() -> dict[str, Any]:
@@ -102,17 +145,29 @@ def known_kinds() -> list[str]:
     return sorted({*METHOD_KINDS, *plugin_kinds()})
 
 
+TASK_KEYS = frozenset({"model", "data", "budget", "sampling", "evaluation", "default_profile", "adapter_from_task"})
+
+
 def validate_file(path: Path) -> str:
-    """Validate one spec file, deciding task vs method by its folder or its keys."""
-    is_method = path.parent.resolve() == baselines_dir().resolve() or "kind" in _peek_keys(path)
+    """Validate one spec file, deciding task vs method by its folder or its keys: a file in a method folder,
+    with a ``kind``, or with none of a task's own keys is a method (so a method missing ``kind`` is
+    reported as such)."""
+    folder = path.parent.resolve()
+    if folder == tasks_dir().resolve():
+        is_method = False
+    elif folder in (baselines_dir().resolve(), user_methods_dir().resolve()):
+        is_method = True
+    else:
+        keys = _peek_keys(path)
+        is_method = "kind" in keys or not keys & TASK_KEYS
     if is_method:
         get_method(str(path))
         return "method"
-    load_task(path)
+    get_task(str(path))
     return "task"
 
 
 def _peek_keys(path: Path) -> set[str]:
     from harness.specs import read_yaml
 
-    return set(read_yaml(path))
+    return {str(key) for key in read_yaml(path)}

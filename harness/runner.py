@@ -7,11 +7,16 @@ starts from the frozen base (reloaded after a unit changed it), has its own budg
 it; shared class images are charged to it) and samples its prompts with its final weights unless the
 method sampled checkpoints. Scoring sees every sample of the run at once; the metrics layer scores each
 checkpoint and applies the method's headline rule. Failures after the run row exists are stored as failed.
+
+Every run folder is complete on its own (``harness.runfolder``): the run is stored from it, and when the
+database is busy its results stay there for the next command (or ``bench ingest``) to store. A run holds a
+lease (host, pid, heartbeat) while it executes; SIGTERM / SIGINT store it as ``failed: interrupted``.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -21,9 +26,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness import runfolder
 from harness.envinfo import git_commit, package_versions
+from harness.errors import RunInterrupted
 from harness.plan import RunPlan
-from harness.store import Store
+from harness.store import Store, StoreBusyError, StoreError
 
 CHECKPOINTS_FOLDER = "checkpoints"
 SUBJECTS_FOLDER = "subjects"
@@ -46,6 +53,8 @@ class RunOutcome:
     run_dir: Path | None = None
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # a completed run whose results could not reach a busy database: where they are kept, and what stores them
+    pending: str | None = None
 
 
 class StageTimer:
@@ -103,34 +112,125 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False,
     run_id = new_run_id(plan)
     run_dir = runs_root / run_id
     run_dir.mkdir(parents=True)
-    (run_dir / "plan.json").write_text(plan.model_dump_json(indent=2))
-    store.start_run({
+    row = {
         "run_id": run_id, "plan_hash": plan.plan_hash, "task": plan.task.name, "task_version": plan.task.version,
         "method": plan.method.name, "method_version": plan.method.version, "method_kind": plan.method.kind,
         "profile": plan.profile, "seed": plan.seed, "versions": package_versions(), "git_commit": git_commit(),
-        "plan": plan.model_dump(mode="json"), "run_dir": str(run_dir),
-    })
+        "plan": plan.model_dump(mode="json"), "run_dir": str(run_dir), "created_at": runfolder.utcnow(),
+        **runfolder.lease(),
+    }
+    runfolder.write_start(run_dir, plan.model_dump_json(indent=2), row)
+    store.start_run(row)
+    lease = Lease(store, run_id, run_dir)
     try:
-        execution = Execution(plan, bundle, run_dir, timer, progress, adapter_run)
-        fields, samples, scores, aggregates = execution.execute(units)
+        with lease, interruptible():
+            execution = Execution(plan, bundle, run_dir, timer, progress, adapter_run)
+            fields, samples, scores, aggregates = execution.execute(units)
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if isinstance(exc, KeyboardInterrupt):
+            exc = RunInterrupted(signal.SIGINT, "interrupted by SIGINT")
+        message = (f"interrupted: {signal.Signals(exc.signum).name}" if isinstance(exc, RunInterrupted)
+                   else f"{type(exc).__name__}: {exc}").splitlines()[0]
         (run_dir / "error.log").write_text(traceback.format_exc())
-        store.fail_run(run_id, message)
+        runfolder.write_failure(run_dir, run_id, message)
+        with ignoring_interrupts():
+            try:
+                store.fail_run(run_id, message)
+            except StoreError:
+                pass  # the next command that opens the database for writing stores failed.json's error
+        if isinstance(exc, RunInterrupted):
+            name = signal.Signals(exc.signum).name
+            raise RunInterrupted(exc.signum, f"run {run_id} interrupted by {name}; stored as failed "
+                                 f"(interrupted: {name}; folder {run_dir})") from None
         if isinstance(exc, Exception):
             return RunOutcome(run_id, "failed", run_dir, message)
         raise
     fields["timings"] = timer.finish()
-    (run_dir / "result.json").write_text(json.dumps({"run": fields, "aggregates": aggregates}, indent=2))
-    store.complete_run(run_id, fields, samples, scores, aggregates)
+    with ignoring_interrupts():  # the results are written: finish storing them
+        runfolder.write_result(run_dir, run_id, fields, samples, scores, aggregates)
+        try:
+            store.ingest(run_dir)
+        except StoreBusyError as exc:
+            return RunOutcome(run_id, "completed", run_dir, timings=fields["timings"],
+                              pending=f"{exc}; its results are kept, complete, in {run_dir} and the next bench "
+                                      "command that opens the database for writing stores them (or: bench ingest "
+                                      f"{run_dir})")
     return RunOutcome(run_id, "completed", run_dir, timings=fields["timings"])
+
+
+class Lease:
+    """While a run executes: renew its lease every ``heartbeat_seconds()`` (its folder's heartbeat file, and
+    the row's heartbeat when the database is free) from a daemon thread."""
+
+    def __init__(self, store: Store, run_id: str, run_dir: Path) -> None:
+        import threading
+
+        self.store, self.run_id, self.run_dir = store, run_id, run_dir
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"lease-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        from harness.store import heartbeat_seconds
+
+        while not self.stop.wait(heartbeat_seconds()):
+            runfolder.touch_heartbeat(self.run_dir)
+            self.store.heartbeat(self.run_id)
+
+    def __enter__(self) -> Lease:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+@contextmanager
+def interruptible():
+    """SIGTERM raises RunInterrupted in the main thread (SIGINT raises KeyboardInterrupt as always), so
+    that the run is stored as failed: interrupted before the process exits."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signum, f"interrupted by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def ignoring_interrupts():
+    """Defer SIGTERM / SIGINT while the outcome of a run is being stored; re-delivered afterwards."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[0])
 
 
 def _check_method_fits_task(plan: RunPlan) -> None:
     from harness.data import has_subjects
-    from harness.methods import method_class
+    from harness.methods import check_method, method_class
     from harness.specs import SpecError
 
+    check_method(plan.method, f"method '{plan.method.name}'")
     if method_class(plan.method.kind).per_subject and not has_subjects(plan):
         raise SpecError(f"method '{plan.method.name}' (kind {plan.method.kind}) trains one subject at a time; "
                         f"task '{plan.task.name}' has no subjects (data adapter '{plan.task.data.adapter}', "

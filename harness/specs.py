@@ -13,9 +13,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.specs_data import (
+    MAX_IMAGES,
+    MAX_PIXELS,
     CocoCaptionsDataSpec,
     DeepFashionDataSpec,
     DreamboothDataSpec,
+    Float,
+    Int,
     MicroworldDataSpec,
     PersonFolderDataSpec,
     SingleImageDataSpec,
@@ -23,6 +27,16 @@ from harness.specs_data import (
 )
 
 SPEC_VERSION = 1
+
+# Declared limits (pydantic states the bound in the error: "less than or equal to 1000000").
+MAX_STEPS = 1_000_000  # optimizer steps of a budget or recipe
+MAX_SAMPLING_STEPS = 10_000  # denoising steps
+MAX_SECONDS = 30 * 24 * 3600.0  # a budget's wall time
+MAX_BATCH = 4096
+MAX_SPEC_BYTES = 1_000_000  # a spec file larger than this is refused before parsing
+MAX_SPEC_NODES = 100_000  # YAML nodes after expanding aliases (an alias bomb is refused before it is built)
+
+Beta = Annotated[Float, Field(ge=0, lt=1)]
 
 
 class SpecError(ValueError):
@@ -47,23 +61,23 @@ class ModelSpec(_Strict):
 class BudgetSpec(_Strict):
     """Fixed training budget; training stops at whichever limit comes first."""
 
-    max_samples: int = Field(ge=1)
-    max_steps: int = Field(ge=1)
-    max_seconds: float = Field(gt=0)
+    max_samples: Int = Field(ge=1, le=MAX_IMAGES * 100)
+    max_steps: Int = Field(ge=1, le=MAX_STEPS)
+    max_seconds: Float = Field(gt=0, le=MAX_SECONDS)
 
 
 class TrainingSpec(_Strict):
     """Optimisation recipe. Task gives the protocol's defaults; a method may override fields."""
 
-    learning_rate: float | None = Field(default=None, gt=0, le=10, allow_inf_nan=False)
-    betas: tuple[float, float] | None = None
-    weight_decay: float | None = Field(default=None, ge=0)
-    batch_size: int | None = Field(default=None, ge=1)
-    max_steps: int | None = Field(default=None, ge=1)
+    learning_rate: Float | None = Field(default=None, gt=0, le=10, allow_inf_nan=False)
+    betas: tuple[Beta, Beta] | None = None
+    weight_decay: Float | None = Field(default=None, ge=0, le=10, allow_inf_nan=False)
+    batch_size: Int | None = Field(default=None, ge=1, le=MAX_BATCH)
+    max_steps: Int | None = Field(default=None, ge=1, le=MAX_STEPS)
     mixed_precision: Literal["no", "fp16", "bf16"] | None = None
-    max_grad_norm: float | None = Field(default=None, gt=0)
+    max_grad_norm: Float | None = Field(default=None, gt=0, allow_inf_nan=False)
     lr_schedule: Literal["constant", "cosine"] | None = None  # diffusers get_scheduler, no warm-up
-    epochs: int | None = Field(default=None, ge=1)  # caps optimizer steps at epochs x batches per epoch
+    epochs: Int | None = Field(default=None, ge=1, le=MAX_STEPS)  # caps optimizer steps at epochs x batches per epoch
     gradient_checkpointing: bool | None = None
 
 
@@ -71,12 +85,12 @@ class Cifar10DataSpec(_Strict):
     """CIFAR-10 adapter and preprocessing."""
 
     adapter: Literal["cifar10"]
-    subset_size: int = Field(ge=1)
-    resolution: int = Field(ge=8)
+    subset_size: Int = Field(ge=1, le=MAX_IMAGES)
+    resolution: Int = Field(ge=8, le=MAX_PIXELS)
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     templates: list[str] = Field(min_length=1)
     classes: list[str] = Field(min_length=1)
-    synthetic_per_class: int = Field(default=40, ge=1)
+    synthetic_per_class: Int = Field(default=40, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _templates_have_slot(self) -> Cifar10DataSpec:
@@ -98,16 +112,16 @@ class SamplingSpec(_Strict):
     """Seeded generation settings."""
 
     scheduler: Literal["ddim", "flow_match_euler"] = "ddim"
-    steps: int = Field(ge=1)
-    guidance_scale: float = Field(ge=0)
-    height: int = Field(ge=8)
-    width: int = Field(ge=8)
-    batch_size: int = Field(default=8, ge=1)
+    steps: Int = Field(ge=1, le=MAX_SAMPLING_STEPS)
+    guidance_scale: Float = Field(ge=0, le=1000, allow_inf_nan=False)
+    height: Int = Field(ge=8, le=MAX_PIXELS)
+    width: Int = Field(ge=8, le=MAX_PIXELS)
+    batch_size: Int = Field(default=8, ge=1, le=MAX_BATCH)
     negative_prompt: str | None = None
     negative_prompt_for: Literal["all", "frozen"] = "all"  # "frozen": only the untrained base gets it
-    refine_fraction: float = Field(default=0.0, ge=0, lt=1)  # SDXL refiner on the last fraction of steps
+    refine_fraction: Float = Field(default=0.0, ge=0, lt=1)  # SDXL refiner on the last fraction of steps
     prompt_prefix: str | None = None  # prepended (with a space) to every evaluation prompt
-    near_black_threshold: float = Field(default=10.0, ge=0, le=255)
+    near_black_threshold: Float = Field(default=10.0, ge=0, le=255)
 
 
 class PromptSpec(_Strict):
@@ -122,10 +136,10 @@ class PromptSetSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     source: Literal["class_templates", "list", "dataset_captions", "subject_templates"]
-    samples_per_prompt: int = Field(ge=1)
+    samples_per_prompt: Int = Field(ge=1, le=100_000)
     prompts: list[PromptSpec] = Field(default_factory=list)
     # dataset_captions: the captions of the first ``max_prompts`` evaluation images of the data adapter
-    max_prompts: int | None = Field(default=None, ge=1)
+    max_prompts: Int | None = Field(default=None, ge=1, le=1_000_000)
     # subject_templates: '{0}' = identifier, '{1}' = class noun; live subjects use live_templates if given.
     templates: list[str] = Field(default_factory=list)
     live_templates: list[str] = Field(default_factory=list)
@@ -157,8 +171,8 @@ class MetricSpec(_Strict):
     backbone: str = ""
     weights: str = ""
     prompt_sets: list[str] | None = None
-    resamples: int | None = Field(default=None, ge=2)
-    subset_size: int | None = Field(default=None, ge=2)
+    resamples: Int | None = Field(default=None, ge=2, le=1_000_000)
+    subset_size: Int | None = Field(default=None, ge=2, le=MAX_IMAGES)
 
     @field_validator("name")
     @classmethod
@@ -200,8 +214,8 @@ class EvaluationSpec(_Strict):
 class TaskSpec(_Strict):
     """A benchmark task: base model, data, training defaults, budget, sampling, evaluation."""
 
-    name: str = Field(pattern=r"^[a-z0-9_]+$")
-    version: int = Field(ge=1)
+    name: str = Field(pattern=r"^[a-z0-9_]+$", max_length=100)
+    version: Int = Field(ge=1, le=1_000_000)
     description: str = ""
     model: ModelSpec
     data: DataSpec
@@ -221,9 +235,9 @@ class TaskSpec(_Strict):
 class MethodSpec(_Strict):
     """A fine-tuning method: its kind (implementation) plus parameters and training overrides."""
 
-    name: str = Field(pattern=r"^[a-z0-9_]+$")
-    version: int = Field(ge=1)
-    kind: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str = Field(pattern=r"^[a-z0-9_]+$", max_length=100)
+    version: Int = Field(ge=1, le=1_000_000)
+    kind: str = Field(pattern=r"^[a-z0-9_]+$", max_length=100)
     description: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
     training: TrainingSpec = TrainingSpec()
@@ -247,22 +261,85 @@ def _one_line(error: dict[str, Any]) -> str:
     return f"field '{_format_loc(error['loc'])}': {msg} (got {shown})"
 
 
+describe_error = _one_line  # one line of a pydantic error, for schemas outside this module (method params)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, raising SpecError with file and position on failure."""
+    """Read a YAML mapping, raising SpecError with file and position on failure.
+
+    Refused before anything is built: files over MAX_SPEC_BYTES, bytes that are not UTF-8, documents that
+    expand (aliases counted every time they are used) to more than MAX_SPEC_NODES nodes or refer to
+    themselves, and mappings that repeat a key (YAML would silently keep the last one)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"{path}: cannot read file ({exc.strerror})") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: spec file is larger than the limit of {MAX_SPEC_BYTES:,} bytes")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                        "save the spec as UTF-8") from None
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)
+        node = loader.get_single_node()
+        if node is not None:
+            _check_nodes(node, path)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{path}{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a YAML mapping at top level, got {type(data).__name__}")
     return data
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    """Expanded size, self-reference and duplicate keys of a composed YAML document."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def where(node: yaml.Node) -> str:
+        return f"{path}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise SpecError(f"{where(node)}: invalid YAML: an alias refers to a node that contains it")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            seen: set[tuple[str, str]] = set()
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    identity = (key_node.tag, key_node.value)
+                    if identity in seen:
+                        raise SpecError(f"{where(key_node)}: duplicate key '{key_node.value}' (YAML would keep "
+                                        "only the last one)")
+                    seen.add(identity)
+                total += size(key_node) + size(value_node)
+        open_nodes.discard(key)
+        sizes[key] = total
+        if total > MAX_SPEC_NODES:
+            raise SpecError(f"{where(root)}: spec expands to more than {MAX_SPEC_NODES:,} YAML nodes (aliases "
+                            "counted each time they are used); refused")
+        return total
+
+    size(root)
 
 
 def parse_spec(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:

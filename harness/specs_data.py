@@ -7,11 +7,28 @@ Sizes are (height, width) pairs in pixels, as the protocols state them ("crop 51
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-Size = tuple[int, int]
+# Declared limits of spec fields (stated in the error when exceeded): pixels per side, counts of images.
+MAX_PIXELS = 4096
+MAX_IMAGES = 10_000_000
+MAX_SEED = 2**32 - 1
+
+
+def _not_bool(value: Any) -> Any:
+    """YAML ``true`` is not a number: pydantic's lax mode would read it as 1."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+# Numbers that refuse booleans (``max_steps: true``); numeric strings such as PyYAML's ``1e-3`` stay accepted.
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Pixels = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_PIXELS)]
+Size = tuple[Pixels, Pixels]
 
 
 class _Strict(BaseModel):
@@ -19,7 +36,7 @@ class _Strict(BaseModel):
 
 
 class _DataSpec(_Strict):
-    synthetic_images: int = Field(default=32, ge=1)  # tiny profile: images the synthetic stand-in writes
+    synthetic_images: Int = Field(default=32, ge=1, le=100_000)  # tiny profile: images the synthetic stand-in writes
     synthetic_size: Size = (96, 64)  # (h, w) of the synthetic stand-in's images
 
 
@@ -27,15 +44,16 @@ class DeepFashionDataSpec(_DataSpec):
     """DeepFashion-MultiModal: ratio filter, train crop with flip, eval crop, deterministic split."""
 
     adapter: Literal["deepfashion_multimodal"]
-    max_aspect_ratio: float = Field(gt=0)  # drop images whose width / height exceeds this
-    train_resize_shorter: int = Field(ge=8)
+    max_aspect_ratio: Float = Field(gt=0, allow_inf_nan=False)  # drop images whose width / height exceeds this
+    train_resize_shorter: Int = Field(ge=8, le=MAX_PIXELS)
     train_crop: Size
     random_flip: bool = True
-    eval_resize_shorter: int = Field(ge=8)
+    eval_resize_shorter: Int = Field(ge=8, le=MAX_PIXELS)
     eval_crop: Size
-    test_fraction: float = Field(gt=0, lt=1)
-    split_seed: int = 0
-    subset_size: int | None = Field(default=None, ge=1)  # cap on training images (None = the whole split)
+    test_fraction: Float = Field(gt=0, lt=1)
+    split_seed: Int = Field(default=0, ge=0, le=MAX_SEED)
+    # cap on training images (None = the whole split)
+    subset_size: Int | None = Field(default=None, ge=1, le=MAX_IMAGES)
 
     @model_validator(mode="after")
     def _crops_fit(self) -> DeepFashionDataSpec:
@@ -51,10 +69,11 @@ class CocoCaptionsDataSpec(_DataSpec):
 
     adapter: Literal["coco_captions"]
     split: Literal["train2014", "val2014"] = "train2014"
-    min_aspect_ratio: float = Field(gt=0)  # drop images whose width / height is below this
-    eval_resize_shorter: int = Field(ge=8)
+    min_aspect_ratio: Float = Field(gt=0, allow_inf_nan=False)  # drop images whose width / height is below this
+    eval_resize_shorter: Int = Field(ge=8, le=MAX_PIXELS)
     eval_crop: Size
-    sample_seed: int = 0  # which images (one caption each) are drawn, independent of the run seed
+    # which images (one caption each) are drawn, independent of the run seed
+    sample_seed: Int = Field(default=0, ge=0, le=MAX_SEED)
 
 
 class PersonFolderDataSpec(_DataSpec):
@@ -64,7 +83,7 @@ class PersonFolderDataSpec(_DataSpec):
     folder: str = "person"  # under --data-root / $BENCH_DATA
     trigger: str = Field(pattern=r"^\S+$")
     caption_template: str  # must contain {t}
-    resolution: int = Field(ge=8)
+    resolution: Int = Field(ge=8, le=MAX_PIXELS)
     random_flip: bool = False
 
     @model_validator(mode="after")
@@ -80,7 +99,7 @@ class SingleImageDataSpec(_DataSpec):
     adapter: Literal["single_image"]
     image_file: str  # relative to --data-root / $BENCH_DATA
     caption: str
-    train_resize_shorter: int = Field(ge=8)
+    train_resize_shorter: Int = Field(ge=8, le=MAX_PIXELS)
     train_crop: Size
     random_flip: bool = True
 
@@ -103,12 +122,12 @@ class DreamboothDataSpec(_Strict):
     """DreamBooth-style subject images: one folder per subject, a class noun each (see harness.data.dreambooth)."""
 
     adapter: Literal["dreambooth"]
-    resolution: int = Field(ge=8)
+    resolution: Int = Field(ge=8, le=MAX_PIXELS)
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
     identifier: str = Field(default="sks", min_length=1)
     instance_caption: str = "a photo of {0} {1}"
     subjects: list[SubjectSpec] = Field(min_length=1)
-    synthetic_views: int = Field(default=5, ge=1)
+    synthetic_views: Int = Field(default=5, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _caption_has_slots(self) -> DreamboothDataSpec:
@@ -119,7 +138,7 @@ class DreamboothDataSpec(_Strict):
         return self
 
 
-AttributeValue = str | int
+AttributeValue = str | Int
 
 
 class WorldSetSpec(_Strict):
@@ -127,8 +146,8 @@ class WorldSetSpec(_Strict):
     attributes (shape, colour, background, texture, person) are ``fixed``, or drawn from the values listed
     under ``vary`` (every value of the world when an attribute is not listed)."""
 
-    count: int = Field(ge=1, le=20000)
-    seed: int = Field(default=0, ge=0)
+    count: Int = Field(ge=1, le=20000)
+    seed: Int = Field(default=0, ge=0, le=MAX_SEED)
     fixed: dict[str, AttributeValue] = Field(default_factory=dict)
     vary: dict[str, list[AttributeValue]] = Field(default_factory=dict)
 
@@ -140,8 +159,8 @@ class MicroSubjectSpec(SubjectSpec):
     colour: str
     texture: str = "plain"
     background: str = "gray"
-    views: int = Field(default=5, ge=1, le=64)
-    seed: int = Field(default=0, ge=0)
+    views: Int = Field(default=5, ge=1, le=64)
+    seed: Int = Field(default=0, ge=0, le=MAX_SEED)
 
 
 class MicroworldDataSpec(_Strict):
@@ -149,7 +168,7 @@ class MicroworldDataSpec(_Strict):
     against, optional subjects (one training unit each) and class templates for prompts."""
 
     adapter: Literal["microworld"]
-    resolution: int = Field(default=32, ge=8, le=256)
+    resolution: Int = Field(default=32, ge=8, le=256)
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     train: WorldSetSpec | None = None  # None: evaluation-only task
     references: WorldSetSpec | None = None  # FID/KID targets, reference faces (subjects: their own views)

@@ -1,13 +1,25 @@
 """DuckDB store: schema, writes, and every query the CLI and dashboard use.
 
 Append-only: a run row is inserted as ``running``, then completed (with its samples, scores and
-aggregates, in one transaction) or marked ``failed`` with its error. Nothing is ever deleted.
+aggregates, in one transaction, from its run folder: ``harness.runfolder``) or marked ``failed`` with its
+error. Nothing is ever deleted.
+
+Runs are leased: the row carries the host, pid (and that process's start time) and a heartbeat. Every
+connection that opens the database for writing first settles ``running`` rows whose run is over: a
+complete run folder is stored (its process found the database busy), a run whose process is gone (same
+host) or whose heartbeat is older than ``stale_seconds()`` (another host) becomes ``failed`` with
+``abandoned: ...`` (or the error its folder recorded).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from harness import runfolder
 from harness.errors import BenchError
 
 SCHEMA = """
@@ -60,14 +73,44 @@ CREATE TABLE IF NOT EXISTS disagreement_flips (
 ALTER TABLE disagreement_flips ADD COLUMN IF NOT EXISTS persistence DOUBLE;
 -- method-specific record of a run (per-subject stages, class images, checkpoint headline rule)
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS details JSON;
+-- the lease of a running run: which process holds it, and when it last said so
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS host VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid INTEGER;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid_started VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS heartbeat TIMESTAMP;
 """
 
 
 LOCK_WAIT_SECONDS = 30.0  # how long to wait for another process's lock on the database file
+HEARTBEAT_SECONDS = 30.0  # how often a running run renews its lease
+STALE_SECONDS = 600.0  # a lease not renewed for this long (on another host) is abandoned
+# One connection at a time per process: a run's heartbeat thread and its main thread never hold two.
+_PROCESS_LOCK = threading.RLock()
+
+
+def heartbeat_seconds() -> float:
+    return float(os.environ.get("BENCH_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS))
+
+
+def stale_seconds() -> float:
+    return float(os.environ.get("BENCH_STALE_SECONDS", STALE_SECONDS))
+
+
+def lock_wait_seconds() -> float:
+    return float(os.environ.get("BENCH_LOCK_WAIT_SECONDS", LOCK_WAIT_SECONDS))
 
 
 class StoreError(BenchError):
     exit_code = 5
+
+
+class StoreBusyError(StoreError):
+    """Another process held the database past the wait."""
+
+
+# DuckDB errors that mean the file itself is damaged (not a wrong query).
+_DAMAGE = (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException)
+_DAMAGE_WORDS = ("corrupt", "checksum", "could not read", "not a valid", "truncated", "invalid file", "magic")
 
 
 def _now() -> datetime:
@@ -80,46 +123,98 @@ class Store:
 
     path: Path
 
-    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        """Open the database (creating the schema when writable)."""
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the database (its schema created or upgraded when writable, and finished runs
+        settled: ``reap``); closed on exit. A damaged file gives one StoreError line and is left as it is."""
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no results database yet (run `bench run` first)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = _connect_waiting(self.path, read_only)
-        if not read_only:
-            con.execute(SCHEMA)
-        return con
+        with _PROCESS_LOCK:
+            con = _connect_waiting(self.path, read_only, self)
+            try:
+                try:
+                    if not read_only:
+                        con.execute(SCHEMA)
+                        self._reap(con)
+                    yield con
+                except duckdb.Error as exc:
+                    if _is_damage(exc):
+                        raise StoreError(damaged_message(self.path, exc)) from None
+                    raise
+            finally:
+                con.close()
 
     # --- writes --------------------------------------------------------------------------------
 
     def start_run(self, row: dict[str, Any]) -> None:
-        """Insert a run as ``running``."""
-        row = {**row, "status": "running", "created_at": _now()}
+        """Insert a run as ``running``, leased to this process unless the row names its holder."""
+        now = _now()
+        row = {**runfolder.lease(), "heartbeat": now, "created_at": now, **row, "status": "running"}
         with self.connect() as con:
             con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                         [_jsonable(v) for v in row.values()])
 
+    def heartbeat(self, run_id: str) -> bool:
+        """Renew a running run's lease without waiting for a busy database (or for this process's own
+        connection); False if it could not."""
+        if not _PROCESS_LOCK.acquire(blocking=False):
+            return False
+        try:
+            con = duckdb.connect(str(self.path))
+        except duckdb.Error:
+            _PROCESS_LOCK.release()
+            return False
+        try:
+            con.execute("UPDATE runs SET heartbeat = ? WHERE run_id = ? AND status = 'running'", [_now(), run_id])
+            return True
+        except duckdb.Error:
+            return False
+        finally:
+            con.close()
+            _PROCESS_LOCK.release()
+
     def fail_run(self, run_id: str, error: str) -> None:
         with self.connect() as con:
-            con.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? WHERE run_id = ?",
-                        [error, _now(), run_id])
+            con.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? WHERE run_id = ? "
+                        "AND status = 'running'", [error, _now(), run_id])
 
     def complete_run(self, run_id: str, fields: dict[str, Any], samples: list[dict], scores: list[dict],
                      aggregates: list[dict]) -> None:
         """Write samples, scores and aggregates and mark the run completed, in one transaction."""
         with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
+            _complete(con, run_id, fields, samples, scores, aggregates, None)
+
+    def ingest(self, folder: Path) -> str:
+        """Store a complete run folder (``harness.runfolder``): ``stored``, or ``already stored`` when the
+        database has the run completed (nothing is added twice). RunFolderError for a folder that is not a
+        finished run; StoreBusyError when another process holds the database past the wait."""
+        content = runfolder.read_complete(folder)
+        with self.connect() as con:
+            return _ingest(con, folder, content)
+
+    def _reap(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Settle ``running`` rows whose run is over (see the module docstring); never fails the command."""
+        try:
+            rows = con.execute("SELECT run_id, host, pid, pid_started, heartbeat, created_at, run_dir FROM runs "
+                               "WHERE status = 'running'").fetchall()
+        except duckdb.Error:
+            return
+        for run_id, host, pid, pid_started, heartbeat, created_at, run_dir in rows:
+            folder = Path(run_dir) if run_dir else None
             try:
-                _insert_many(con, "samples", run_id, samples)
-                _insert_many(con, "sample_scores", run_id, scores)
-                _insert_many(con, "metrics", run_id, aggregates)
-                assignments = ", ".join(f"{k} = ?" for k in fields)
-                con.execute(f"UPDATE runs SET {assignments}, status = 'completed', finished_at = ? "
-                            "WHERE run_id = ?", [*(_jsonable(v) for v in fields.values()), _now(), run_id])
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+                if folder is not None and runfolder.is_complete(folder):
+                    _ingest(con, folder, runfolder.read_complete(folder))
+                    continue
+                reason = abandoned_reason({"host": host, "pid": pid, "pid_started": pid_started,
+                                           "heartbeat": heartbeat, "created_at": created_at, "run_dir": run_dir})
+                if reason is None:
+                    continue
+                recorded = runfolder.failure(folder) if folder is not None else None
+                con.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? WHERE run_id = ? "
+                            "AND status = 'running'", [recorded or reason, _now(), run_id])
+            except (duckdb.Error, runfolder.RunFolderError, OSError):
+                continue
 
     def write_disagreement(self, task: str, profile: str, runs: dict[str, str], resamples: int,
                            rankings: list[dict], taus: list[dict], flips: list[dict]) -> str:
@@ -291,18 +386,103 @@ class Store:
         return rows
 
 
-def _connect_waiting(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Connect, waiting up to LOCK_WAIT_SECONDS while another process (a run, the dashboard) holds the
+def _connect_waiting(path: Path, read_only: bool, store: Store) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting up to ``lock_wait_seconds()`` while another process (a run, the dashboard) holds the
     file: DuckDB lets one writing process or several reading ones in at a time."""
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    deadline = time.monotonic() + lock_wait_seconds()
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
-            first_line = str(exc).splitlines()[0]
-            if "lock" not in first_line.lower() or time.monotonic() >= deadline:
-                raise StoreError(f"{path}: cannot open results database ({first_line})") from None
-            time.sleep(0.05)
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if re.search(r"\block\b", first_line.lower()):  # not "block": a damaged block is no lock
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise StoreBusyError(f"{path}: results database busy: another process held it for over "
+                                     f"{lock_wait_seconds():g} s ({first_line})") from None
+            if _is_damage(exc):
+                raise StoreError(damaged_message(path, exc)) from None
+            raise StoreError(f"{path}: cannot open results database ({first_line})") from None
+
+
+def _is_damage(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, _DAMAGE) or any(word in text for word in _DAMAGE_WORDS)
+
+
+def damaged_message(path: Path, exc: BaseException) -> str:
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    runs = path.parent / "runs"
+    return (f"{path}: results database is damaged ({first_line[:200]}); it was left as it is. To rebuild it "
+            f"from the run folders: move it aside, then `bench ingest {runs}/* --db {path}`")
+
+
+def abandoned_reason(row: dict[str, Any], now: datetime | None = None) -> str | None:
+    """Why a ``running`` row's run is over though nobody said so, or None while it may still be running:
+    its process is gone (same host), or its lease was not renewed for ``stale_seconds()`` (the newest of
+    the row's heartbeat, its run folder's heartbeat file and its start)."""
+    now = now or _now()
+    pid = row.get("pid")
+    if row.get("host") == runfolder.host() and pid is not None:
+        if runfolder.process_alive(int(pid), row.get("pid_started")):
+            return None
+        return f"abandoned: its process {pid} on {row['host']} is gone"
+    beats = [t for t in (row.get("heartbeat"), row.get("created_at")) if isinstance(t, datetime)]
+    if row.get("run_dir"):
+        beat = runfolder.heartbeat_of(Path(row["run_dir"]))
+        if beat is not None:
+            beats.append(beat)
+    if not beats:
+        return None
+    silent = (now - max(beats)).total_seconds()
+    if silent <= stale_seconds():
+        return None
+    return (f"abandoned: no heartbeat for {silent:.0f} s (over {stale_seconds():g} s) from process {pid} on "
+            f"{row.get('host') or 'an unknown host'}")
+
+
+def _complete(con: duckdb.DuckDBPyConnection, run_id: str, fields: dict[str, Any], samples: list[dict],
+              scores: list[dict], aggregates: list[dict], finished_at: datetime | None) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _insert_many(con, "samples", run_id, samples)
+        _insert_many(con, "sample_scores", run_id, scores)
+        _insert_many(con, "metrics", run_id, aggregates)
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        con.execute(f"UPDATE runs SET {assignments}, status = 'completed', error = NULL, finished_at = ? "
+                    "WHERE run_id = ?", [*(_jsonable(v) for v in fields.values()), finished_at or _now(), run_id])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _ingest(con: duckdb.DuckDBPyConnection, folder: Path, content: dict[str, Any]) -> str:
+    """Store a read run folder in ``con`` unless its run is already completed there."""
+    run, result = dict(content["run"]), content["result"]
+    run_id = run["run_id"]
+    found = con.execute("SELECT status, error FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if found is not None and (found[0] == "completed" or (found[0] == "failed"
+                                                            and not str(found[1] or "").startswith("abandoned"))):
+        return "already stored" if found[0] == "completed" else f"already stored as {found[0]}"
+    here = str(folder.resolve())
+    old = str(run.get("run_dir") or "")
+    columns = {name for (name,) in con.execute("SELECT column_name FROM information_schema.columns "
+                                               "WHERE table_name = 'runs'").fetchall()}
+    if found is None:
+        row = {k: v for k, v in run.items() if k in columns and k not in ("status", "error", "finished_at")}
+        row = {**row, "run_dir": here, "status": "running"}
+        if isinstance(row.get("created_at"), str):
+            row["created_at"] = datetime.fromisoformat(row["created_at"])
+        con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    [_jsonable(v) for v in row.values()])
+    fields = {k: runfolder.relocate(v, old, here) for k, v in result["run"].items() if k in columns}
+    fields["run_dir"] = here
+    finished = result.get("finished_at")
+    _complete(con, run_id, fields, result.get("samples") or [], result.get("sample_scores") or [],
+              result.get("aggregates") or [], datetime.fromisoformat(finished) if finished else None)
+    return "stored"
 
 
 def run_label(run: dict[str, Any]) -> str:

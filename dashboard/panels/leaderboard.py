@@ -10,7 +10,7 @@ import streamlit as st
 from harness.analysis.leaderboard import REFERENCE_METHOD, board_runs, headline, leaderboard_rows, metric_columns
 from harness.analysis.reported import load_reported
 from harness.specs import SpecError
-from harness.store import Store
+from harness.store import Store, abandoned_reason
 from panels.common import no_runs, profile_note, table
 
 
@@ -18,7 +18,11 @@ def render(store: Store, task: str, profile: str) -> None:
     st.header(f"Leaderboard: {task} ({profile})")
     profile_note(profile)
     all_runs = store.runs(task)
-    _in_progress([r for r in all_runs if r["status"] == "running" and r["profile"] == profile])
+    running = [r for r in all_runs if r["status"] == "running" and r["profile"] == profile]
+    # a running row whose process is gone (or silent too long) is shown as abandoned before any writer marks it
+    gone = {r["run_id"]: abandoned_reason(r) for r in running}
+    _in_progress([r for r in running if gone[r["run_id"]] is None])
+    abandoned = [{**r, "status": "failed", "error": gone[r["run_id"]]} for r in running if gone[r["run_id"]]]
     runs = board_runs(store, task, profile)
     if not runs:
         no_runs(task, profile)
@@ -42,7 +46,7 @@ def render(store: Store, task: str, profile: str) -> None:
                        "a metric against the swept parameters")
         _cards(runs)
     _reported_hint(task)
-    _failed([r for r in all_runs if r["status"] == "failed" and r["profile"] == profile])
+    _failed(abandoned + [r for r in all_runs if r["status"] == "failed" and r["profile"] == profile])
 
 
 def _in_progress(running: list[dict[str, Any]]) -> None:
@@ -77,7 +81,15 @@ def _reported_hint(task: str) -> None:
 def _failed(failed: list[dict[str, Any]]) -> None:
     with st.expander(f"failed runs ({len(failed)})"):
         if failed:
-            table([{"method": r["method"], "run": r["run_id"], "error": r["error"], "started": r["created_at"]}
-                   for r in failed])
+            table([{"method": r["method"], "run": r["run_id"], "status": _failure_kind(r["error"]),
+                    "error": r["error"], "started": r["created_at"]} for r in failed])
         else:
             st.write("none")
+
+
+def _failure_kind(error: str | None) -> str:
+    """``failed: abandoned`` (its process went away), ``failed: interrupted`` (SIGTERM / SIGINT) or ``failed``."""
+    for kind in ("abandoned", "interrupted"):
+        if (error or "").startswith(kind):
+            return f"failed: {kind}"
+    return "failed"

@@ -7,12 +7,13 @@ the implementation builds from the spec, and a plan on every chosen task.
 
 from __future__ import annotations
 
-import shutil
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import registry
-from harness.methods import method_class
+from harness.methods import check_method, method_class
 from harness.paths import user_methods_dir
 from harness.plan import RunPlan, build_plan
 from harness.specs import MethodSpec, SpecError, load_method
@@ -34,6 +35,7 @@ def validate(spec_path: Path, tasks: list[str], profile: str | None, seed: int =
     if baseline is not None:
         raise SpecError(f"{spec_path}: field 'name': '{method.name}' is a built-in baseline ({baseline}); "
                         "submit under another name")
+    check_method(method, str(spec_path))
     try:
         method_class(method.kind)(method)
     except (TypeError, ValueError) as exc:
@@ -47,9 +49,16 @@ def validate(spec_path: Path, tasks: list[str], profile: str | None, seed: int =
 
 def register(submission: Submission, replace: bool = False) -> Path:
     """Copy the spec into the user's registry as ``<name>.yaml``; a different spec of that name is kept
-    unless ``replace``."""
+    unless ``replace``. Never writes through a link, nor outside ``registry.user_root()``: the file is
+    written next to its target and moved into place (``os.replace`` replaces a link, not what it points to)."""
     folder = user_methods_dir()
     target = folder / f"{submission.method.name}.yaml"
+    if folder.exists() and not registry.inside_user_root(folder):
+        raise SpecError(f"{folder}: the method registry resolves outside {registry.user_root()}; refusing to "
+                        "write there")
+    if target.is_symlink():
+        raise SpecError(f"{target}: is a symbolic link; the method registry never follows links (remove it "
+                        "and submit again)")
     if target.exists() and not replace:
         try:
             same = load_method(target) == submission.method
@@ -60,5 +69,13 @@ def register(submission: Submission, replace: bool = False) -> Path:
                             f"already registered at {target}; bump the name or pass --replace")
     folder.mkdir(parents=True, exist_ok=True)
     if submission.source.resolve() != target.resolve():
-        shutil.copyfile(submission.source, target)
+        data = submission.source.read_bytes()
+        handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
     return target

@@ -29,3 +29,24 @@ def method_class(kind: str) -> Any:
         raise PluginError(f"method kind '{kind}': plugin entry point '{plugin.value}' is not a subclass of "
                           "harness.methods.base.Method")
     return implementation
+
+
+def check_method(method: Any, source: str) -> None:
+    """Check a method spec's params with its kind's schema (``Method.validate_params``): the spec itself and
+    each of its profiles and family recipes merged over it. Raises SpecError (one line, naming the field)."""
+    from harness.specs import SpecError, resolve_method_profile
+
+    implementation = method_class(method.kind)
+    variants = [("", method.params)]
+    for family in [None, *getattr(method, "families", {})]:
+        for profile in ["full", *getattr(method, "profiles", {})]:
+            label = "".join([f" (families.{family})" if family else "",
+                             f" (profiles.{profile})" if profile != "full" else ""])
+            if label:
+                variants.append((label, resolve_method_profile(method, profile, family).params))
+    for label, params in variants:
+        try:
+            implementation.validate_params(dict(params))
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"{source}{label}: method kind '{method.kind}' rejects its params: "
+                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None

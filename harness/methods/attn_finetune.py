@@ -5,11 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.methods.base import Method, Modules
+from pydantic import Field
+
+from harness.methods.base import Method, Modules, Params
+
+
+class AttnFinetuneParams(Params):
+    component: str = Field(default="unet", pattern=r"^[a-z0-9_]+$")
+    target_patterns: list[str] = Field(default=["attn2"], min_length=1)
 
 
 class AttnFinetuneMethod(Method):
     """Full fine-tuning of the selected modules' own parameters, nothing else."""
+
+    params_schema = AttnFinetuneParams
 
     @property
     def patterns(self) -> list[str]:

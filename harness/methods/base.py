@@ -22,10 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.data.datasets import TrainingUnit
-from harness.specs import MethodSpec, TaskSpec
+from harness.specs import MethodSpec, TaskSpec, describe_error
 
 Modules = dict[str, Any]  # role -> torch.nn.Module
 
@@ -60,6 +62,21 @@ class Method:
     """Base class: a frozen base with nothing trainable. Subclasses override ``attach`` (and ``save``)."""
 
     per_subject = False  # True: trains one subject at a time, only on tasks whose data has subjects
+    # The pydantic model of the kind's ``params`` (unknown keys refused); None: the kind checks nothing.
+    params_schema: ClassVar[type[BaseModel] | None] = None
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> None:
+        """Raise ValueError (one line naming the param, e.g. ``field 'params.rank': ...``) when ``params``
+        are not what this kind reads. ``bench validate`` / ``run`` / ``submit`` call it before anything runs;
+        a plugin may set ``params_schema`` or override this."""
+        if cls.params_schema is None:
+            return
+        try:
+            cls.params_schema.model_validate(params)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise ValueError(describe_error({**error, "loc": ("params", *error["loc"])})) from None
 
     def __init__(self, spec: MethodSpec) -> None:
         self.spec = spec
@@ -123,6 +140,12 @@ class Method:
     def save(self, modules: Modules, folder: Path) -> Path | None:
         """Write the trained part in a loadable format; returns the file, or None if nothing to save."""
         return None
+
+
+class Params(BaseModel):
+    """Base of the kinds' param schemas: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def instance_dataset(ctx: FitContext, identifier: str | None) -> Any:

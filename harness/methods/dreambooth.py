@@ -17,14 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from harness.methods.base import FitContext, Method, Modules, instance_dataset
-from harness.methods.lora import LoraMethod
+from harness.methods.base import FitContext, Method, Modules, Params, instance_dataset
+from harness.methods.lora import LoraMethod, LoraParams
 from harness.prompts import EvalPrompt
+from harness.specs_data import Float, Int
 
 UNET_FOLDER = "unet"
 # Params read by DreamBoothMethod (the rest of a ``dreambooth_lora`` spec's params describe its LoRA).
 DREAMBOOTH_PARAMS = frozenset({"prior_preservation", "class_images", "class_prompt", "prior_loss_weight", "save_unet"})
+
+
+class DreamBoothParams(Params):
+    prior_preservation: bool = True
+    class_images: Int = Field(default=200, ge=1, le=100_000)
+    class_prompt: str = Field(default="a photo of a {1}", max_length=1000)
+    prior_loss_weight: Float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
+    save_unet: bool = True
+
+
+class DreamBoothLoraParams(DreamBoothParams, LoraParams):
+    """DreamBooth's params plus one LoRA adapter's (or ``adapters``)."""
 
 
 class PriorPairs:
@@ -81,6 +95,7 @@ class DreamBoothMethod(Method):
     """Full UNet fine-tuning with identifier ``sks`` and (optionally) prior preservation, per subject."""
 
     per_subject = True
+    params_schema = DreamBoothParams
 
     @property
     def component(self) -> str:
@@ -133,6 +148,8 @@ class DreamBoothMethod(Method):
 
 class DreamBoothLoraMethod(DreamBoothMethod, LoraMethod):
     """DreamBooth with peft LoRA on the UNet attention projections instead of the full UNet."""
+
+    params_schema = DreamBoothLoraParams
 
     component = LoraMethod.component
     targets = LoraMethod.targets

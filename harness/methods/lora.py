@@ -19,8 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.methods.base import Method, Modules
+from pydantic import Field
+
+from harness.methods.base import Method, Modules, Params
 from harness.specs import SpecError
+from harness.specs_data import Float, Int
+
+MAX_RANK = 4096
 
 DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -38,6 +43,20 @@ class AdapterSpec:
 
 
 ADAPTER_KEYS = {"component", "rank", "alpha", "alpha_equals_rank", "target_modules"}
+
+
+class LoraAdapterParams(Params):
+    """One adapter's params (inline, or one item of ``adapters``)."""
+
+    component: str = Field(default="unet", pattern=r"^[a-z0-9_]+$")
+    rank: Int = Field(default=1, ge=1, le=MAX_RANK)
+    alpha: Float = Field(default=1.0, gt=0, le=1e6, allow_inf_nan=False)
+    alpha_equals_rank: bool = False
+    target_modules: list[str] | None = Field(default=None, min_length=1)
+
+
+class LoraParams(LoraAdapterParams):
+    adapters: list[LoraAdapterParams] | None = Field(default=None, min_length=1)
 
 
 def _adapter(params: dict[str, Any]) -> AdapterSpec:
@@ -59,6 +78,8 @@ def text_encoder_roles(modules: Modules) -> list[str]:
 
 class LoraMethod(Method):
     """One implementation for every placement and rank."""
+
+    params_schema = LoraParams
 
     def lora_params(self) -> dict[str, Any]:
         """The spec params that describe the adapters (a subclass with params of its own leaves those out)."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.methods.base import FitContext, Method, Modules
+from pydantic import Field
+
+from harness.methods.base import FitContext, Method, Modules, Params
 from harness.models.common import DiffusionBundle
 from harness.specs import TaskSpec
 
@@ -37,8 +39,15 @@ def add_token(bundle: DiffusionBundle, token: str, init_word: str) -> int:
     return token_id
 
 
+class TextualInversionParams(Params):
+    token: str = Field(default="<sks>", pattern=r"^\S+$", max_length=100)
+    init_word: str | None = Field(default=None, min_length=1, max_length=100)
+
+
 class TextualInversionMethod(Method):
     """Trains the embedding row of ``params.token`` only, one subject at a time."""
+
+    params_schema = TextualInversionParams
 
     per_subject = True
 

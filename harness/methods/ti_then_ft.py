@@ -11,13 +11,32 @@ the subject's budget meter; checkpoint sampling pauses it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from harness.methods.base import FitContext, Method, Modules, instance_dataset
+from pydantic import Field
+
+from harness.methods.base import FitContext, Method, Modules, Params, instance_dataset
 from harness.methods.dreambooth import DreamBoothMethod
 from harness.methods.textual_inversion import TextualInversionMethod
 from harness.plan import RunPlan
-from harness.specs import MethodSpec, TaskSpec
+from harness.specs import MAX_STEPS, MethodSpec, TaskSpec, TrainingSpec
+from harness.specs_data import Int
+
+
+class HeadlineParams(Params):
+    rule: Literal["final", "best"] = "final"
+    metric: str | None = None
+    prompt_set: str | None = None
+
+
+class TiThenFtParams(Params):
+    token: str = Field(default="<rare>", pattern=r"^\S+$", max_length=100)
+    init_word: str = Field(default="rare", min_length=1, max_length=100)
+    stage1: TrainingSpec = TrainingSpec()
+    stage2: TrainingSpec = TrainingSpec()
+    checkpoint_every: Int = Field(default=200, ge=1, le=MAX_STEPS)
+    headline: HeadlineParams = HeadlineParams()
+    save_unet: bool = True
 
 
 def stage_plan(plan: RunPlan, overrides: dict[str, Any]) -> RunPlan:
@@ -30,6 +49,7 @@ class TiThenFtMethod(Method):
     """Two stages on one subject; what each stage trains is a TextualInversionMethod / DreamBoothMethod."""
 
     per_subject = True
+    params_schema = TiThenFtParams
 
     @property
     def component(self) -> str:
