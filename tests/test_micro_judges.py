@@ -53,7 +53,9 @@ def test_clip_judge_zero_shot_and_cosine_gap(trained, clip_scorer, random_clip_s
 
 
 def test_clip_judge_works_as_a_clip_backbone():
-    backbone = judges.load_clip()
+    from harness.metrics.clip_score import load_micro
+
+    backbone = load_micro()
     images, captions, _ = world.make_arrays(8, seed=9502)
     from PIL import Image
 

@@ -5,7 +5,7 @@ Importing this package never imports torch; the names below load their module on
 
 * ``world``: attributes, ``HELD_OUT``, ``sample_attributes``, ``render``, ``caption``, ``make_dataset``.
 * ``base``: ``load_base() -> DiffusionBundle(family="micro")``, ``sample(bundle, prompts, seeds)``.
-* ``judges``: ``load_clip() -> ClipBackbone``, ``load_dino()``, ``load_face()``, ``register_feature_extractor()``.
+* ``judges``: ``load_clip_model()``, ``load_dino()``, ``load_face()``, ``register_feature_extractor()``.
 * ``quality``: the measurements behind the manifest; ``build``: training and ``manifest.json``.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 _LAZY = {
     "load_base": "base", "sample": "base",
-    "load_clip": "judges", "load_dino": "judges", "load_face": "judges", "load_clip_image_encoder": "judges",
+    "load_clip_model": "judges", "load_dino": "judges", "load_face": "judges", "load_clip_image_encoder": "judges",
     "register_feature_extractor": "judges", "create_feature_extractor": "judges",
     "HELD_OUT": "world", "make_dataset": "world", "make_arrays": "world", "sample_attributes": "world",
     "render": "world", "caption": "world", "all_captions": "world",

@@ -193,21 +193,6 @@ def load_clip_model(folder: Path = WEIGHTS_DIR) -> Any:
     return _load(build_clip(), folder / CLIP_FILE, ("token_embedding.weight",))
 
 
-def load_clip(folder: Path = WEIGHTS_DIR) -> Any:
-    """The CLIP judge as ``harness.metrics.clip_score.ClipBackbone(model, preprocess, tokenizer, card)``."""
-    from importlib.metadata import version
-
-    from harness.metrics import MetricCard
-    from harness.metrics.clip_score import SCALE, ClipBackbone
-
-    c = card("clip", folder)
-    metric_card = MetricCard("clip_score", "microworld CLIP judge (open_clip CLIP, ResNet 32 px)",
-                             f"microworld sha256:{str(c.get('sha256', '?'))[:16]}",
-                             "open_clip eval transform at 32 px (identity resize), CLIP mean/std", SCALE,
-                             f"open_clip_torch {version('open_clip_torch')}", higher_is_better=True)
-    return ClipBackbone(load_clip_model(folder), clip_preprocess(), clip_tokenizer(), metric_card)
-
-
 def load_dino_model(folder: Path = WEIGHTS_DIR) -> Any:
     return _load(build_dino(), folder / DINO_FILE)
 
