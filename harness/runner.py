@@ -90,6 +90,7 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False,
     from harness import data, models
 
     _check_method_fits_task(plan)
+    plan = data.bind(plan)  # data root, real subjects / prompt lists, data fingerprint (in the plan hash)
     adapter_run = borrowed_adapter_run(plan, store)
     existing = store.completed_run(plan.plan_hash)
     if existing and adapter_run is not None and store.run_row(existing)["adapter_file"] != adapter_run["adapter_file"]:
