@@ -219,3 +219,40 @@ def test_flux_text_encoder_lora_trains(tmp_path) -> None:
     after = dict(modules["text_encoder"].named_parameters())
     assert any(not torch.equal(lora[n], after[n].detach()) for n in lora)
     assert method.save(modules, tmp_path / "adapter").is_file()
+
+
+def test_weights_of_sdxl_tasks_include_the_refiner() -> None:
+    from harness.registry import get_task
+    from harness.weights import needed_keys, task_families
+
+    keys = needed_keys([], ["sdxl"])
+    assert any(k.startswith("sdxl_refiner:") for k in keys) and any(k.startswith("sdxl:") for k in keys)
+    assert task_families(get_task("deepfashion").model) == ["sdxl", "sdxl_refiner"]
+    assert not any(k.startswith("sdxl_refiner:") for k in needed_keys([], ["sd21"]))
+
+
+def test_unreachable_hub_fails_at_once(monkeypatch) -> None:
+    """Not offline by the environment, files not cached, hub unreachable: the missing-weights line comes at once
+    (no huggingface_hub retries) and HF_HUB_OFFLINE=1 is implied for the rest of the process."""
+    import socket
+    import time
+
+    from diffusers import UNet2DConditionModel
+
+    from harness.errors import WeightsMissingError
+    from harness.models import common
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(common, "_offline", lambda: False)
+    monkeypatch.setattr(common, "_REACHABLE", None)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.perf_counter()
+    with pytest.raises(WeightsMissingError, match="hub is unreachable"):
+        common.hub_load(UNet2DConditionModel, "nobody/not-a-model", "unet", None, "sd21")
+    assert time.perf_counter() - started < 10
+    import os
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
