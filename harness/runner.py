@@ -311,13 +311,14 @@ class Execution:
         from harness.sampling import generate
 
         prefix = "" if checkpoint is None else f"{CHECKPOINTS_FOLDER}/step_{checkpoint:05d}/"
-        modules = [m for m in self.bundle.modules().values() if m is not None]
+        modules = [m for m in (self.bundle.unet, self.bundle.text_encoder) if m is not None]
         modes = [(module, module.training) for module in modules]
         for module, _ in modes:
             module.eval()
         # A checkpoint sampled mid-training: accelerate has wrapped the trained modules' forward in the training
         # autocast (bf16 / fp16); sample with the plain forward, as final samples are (same dtype, same autocast).
-        wrapped = [(m, m.__dict__["forward"]) for m in modules if "_original_forward" in m.__dict__]
+        wrapped = [(m, m.__dict__["forward"]) for m in self.bundle.modules().values()
+                   if m is not None and "_original_forward" in m.__dict__]
         for module, _ in wrapped:
             module.forward = module.__dict__["_original_forward"]
         try:

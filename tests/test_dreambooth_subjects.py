@@ -390,13 +390,19 @@ def test_checkpoint_sample_equals_final_sample_without_training_between(tmp_path
     plan = build_plan("dreambooth_subjects", "ti_then_ft", "tiny")
     execution, _ = _execution(plan, tmp_path)
     prompts = [p for p in plan_prompts(plan) if p.prompt_set == "simple"][:1]
-    accelerator = Accelerator(mixed_precision="bf16", cpu=True)
-    unet = accelerator.prepare(execution.bundle.unet)
-    assert "_original_forward" in unet.__dict__  # the training autocast wrapper is on
-    wrapped = generate(plan, execution.bundle, prompts, tmp_path / "wrapped")  # what checkpoints used to get
-    checkpoint = execution._sample(prompts, 2, None)
-    assert "_original_forward" in unet.__dict__  # still training: the wrapper is back after sampling
-    accelerator.unwrap_model(unet, keep_fp32_wrapper=False)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # accelerate keeps one precision per process
+    try:
+        accelerator = Accelerator(mixed_precision="bf16", cpu=True)
+        unet = accelerator.prepare(execution.bundle.unet)
+        assert "_original_forward" in unet.__dict__  # the training autocast wrapper is on
+        wrapped = generate(plan, execution.bundle, prompts, tmp_path / "wrapped")  # what checkpoints used to get
+        checkpoint = execution._sample(prompts, 2, None)
+        assert "_original_forward" in unet.__dict__  # still training: the wrapper is back after sampling
+        accelerator.unwrap_model(unet, keep_fp32_wrapper=False)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
     final = execution._sample(prompts, None, None)
     assert [r.file for r in checkpoint] == [f"checkpoints/step_00002/{r.file}" for r in final]
     same = [(tmp_path / c.file).read_bytes() == (tmp_path / f.file).read_bytes()

@@ -71,22 +71,26 @@ def test_cifar_tiny_reads_the_real_batches_at_either_level(tmp_path: Path) -> No
 def test_other_data_is_a_new_run_the_same_data_is_skipped(tmp_path: Path) -> None:
     folder, _ = _cifar(tmp_path / "a")
     store = Store(tmp_path / "bench.duckdb")
-    first = run(build_plan("cifar_alignment", "frozen", "tiny", data_root=tmp_path / "a"), store, tmp_path / "runs")
+    first = run(build_plan("cifar_alignment", "xattn_ft", "tiny", data_root=tmp_path / "a"), store,
+                tmp_path / "runs")
     assert first.status == "completed"
     recorded = json.loads((first.run_dir / "plan.json").read_text())
     assert recorded["data_root"] == str(tmp_path / "a") and recorded["data_fingerprint"].startswith("files:6:")
     assert store.run_row(first.run_id)["plan_hash"] == data.bind(
-        build_plan("cifar_alignment", "frozen", "tiny", data_root=tmp_path / "a")).plan_hash
+        build_plan("cifar_alignment", "xattn_ft", "tiny", data_root=tmp_path / "a")).plan_hash
+    # the frozen base scored by CLIP on template prompts reads no data: its fingerprint says so
+    frozen = data.bind(build_plan("cifar_alignment", "frozen", "tiny", data_root=tmp_path / "a"))
+    assert frozen.data_fingerprint == "none"
     copy = tmp_path / "copy" / "cifar-10-batches-py"
     copy.mkdir(parents=True)
     for f in folder.iterdir():
         (copy / f.name).write_bytes(f.read_bytes())
-    same = run(build_plan("cifar_alignment", "frozen", "tiny", data_root=copy), store, tmp_path / "runs")
+    same = run(build_plan("cifar_alignment", "xattn_ft", "tiny", data_root=copy), store, tmp_path / "runs")
     assert same.status == "skipped"  # an identical copy elsewhere is the same data
     batch = pickle.loads((copy / "data_batch_3").read_bytes(), encoding="bytes")
     batch[b"data"] = 255 - batch[b"data"]
     (copy / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
-    other = run(build_plan("cifar_alignment", "frozen", "tiny", data_root=copy), store, tmp_path / "runs")
+    other = run(build_plan("cifar_alignment", "xattn_ft", "tiny", data_root=copy), store, tmp_path / "runs")
     assert other.status == "completed" and other.run_id != first.run_id
 
 

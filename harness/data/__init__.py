@@ -188,14 +188,29 @@ def _real_dreambooth_task(plan: RunPlan) -> Any:
                                    "evaluation": task.evaluation.model_copy(update={"prompt_sets": sets})})
 
 
+# Metrics that compare samples with the data's reference images (``ScoringContext.references``).
+REFERENCE_METRICS = frozenset({"fid", "kid", "clip_i", "dino", "face_distance"})
+
+
+def reads_data(plan: RunPlan) -> bool:
+    """Whether the run reads its dataset at all: it trains, has subjects, prompts with dataset captions or
+    scores against reference images. (The frozen base on CIFAR, scored by CLIP on template prompts, does not.)"""
+    return (plan.trains or has_subjects(plan)
+            or any(s.source == "dataset_captions" for s in plan.task.evaluation.prompt_sets)
+            or any(m.name in REFERENCE_METRICS for m in plan.task.evaluation.metrics))
+
+
 def fingerprint(plan: RunPlan) -> str:
     """Identity of the data the plan reads (``harness.data.files``): content hashes of the files used (real or
-    the synthetic stand-in's), or for the procedural microworld the hash of its data spec."""
+    the synthetic stand-in's), for the procedural microworld the hash of its data spec, ``none`` when the
+    run reads no data."""
     from harness.data.files import check_image, files_fingerprint, spec_fingerprint
 
     adapter = plan.task.data.adapter
     if _microworld(plan):
         return spec_fingerprint(plan.task.data)
+    if not reads_data(plan):
+        return "none"
     if adapter == "cifar10":
         from harness.data import cifar10
 
