@@ -51,17 +51,23 @@ class RunPlan(BaseModel):
     training: ResolvedTraining
     model_source: str
     data_root: str | None = None
+    # Identity of the data the run reads (``harness.data.fingerprint``), set by ``harness.data.bind`` when the
+    # run starts: content hashes of the files used, or the hash of a procedural data spec. In the plan hash.
+    data_fingerprint: str | None = None
     harness_version: str = __version__
     # Sweep cell overrides (e.g. {"lr": 1e-4, "rank": 16}); already applied to ``method``, kept as a record.
     overrides: dict[str, Any] = {}
 
     @property
     def plan_hash(self) -> str:
-        """Content hash over everything that changes results (not where data lives). Fields that are already
-        resolved into others (a method's family recipes, the task's default profile) stay out, so plans made
-        before they existed keep their hash."""
-        payload = self.model_dump(mode="json", exclude={"data_root": True, "method": {"families"},
-                                                        "task": {"default_profile"}})
+        """Content hash over everything that changes results: not where data lives, but what it is (the data
+        fingerprint, once ``harness.data.bind`` has set it). Fields that are already resolved into others (a
+        method's family recipes, the task's default profile) stay out, so plans made before they existed keep
+        their hash; so does an unset fingerprint."""
+        exclude: dict[str, Any] = {"data_root": True, "method": {"families"}, "task": {"default_profile"}}
+        if self.data_fingerprint is None:
+            exclude["data_fingerprint"] = True
+        payload = self.model_dump(mode="json", exclude=exclude)
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -255,7 +255,8 @@ def print_accounting(console: Console, task: str, profile: str, seed: int = 0) -
         table.add_column(column, justify="left" if column in ("method", "trained modules") else "right")
     for account in accounts:
         count = account.count
-        size = f"{account.adapter_bytes / 2**20:,.2f} MiB ({account.adapter_source})" if account.adapter_bytes else "-"
+        size = (f"{account.adapter_bytes / 2**20:,.2f} MiB ({account.adapter_source})"
+                if account.adapter_bytes is not None else "-")
         table.add_row(account.method, count.component, f"{count.trainable:,}", f"{100 * count.share_of_base:.4f}",
                       f"{100 * count.share_of_component:.4f}", size)
     console.print(table)

@@ -99,6 +99,7 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False,
     from harness import data, models
 
     _check_method_fits_task(plan)
+    plan = data.bind(plan)  # data root, real subjects / prompt lists, data fingerprint (in the plan hash)
     adapter_run = borrowed_adapter_run(plan, store)
     existing = store.completed_run(plan.plan_hash)
     if existing and adapter_run is not None and store.run_row(existing)["adapter_file"] != adapter_run["adapter_file"]:
@@ -414,9 +415,17 @@ class Execution:
         modes = [(module, module.training) for module in modules]
         for module, _ in modes:
             module.eval()
+        # A checkpoint sampled mid-training: accelerate has wrapped the trained modules' forward in the training
+        # autocast (bf16 / fp16); sample with the plain forward, as final samples are (same dtype, same autocast).
+        wrapped = [(m, m.__dict__["forward"]) for m in self.bundle.modules().values()
+                   if m is not None and "_original_forward" in m.__dict__]
+        for module, _ in wrapped:
+            module.forward = module.__dict__["_original_forward"]
         try:
             made = generate(self.plan, self.bundle, prompts, self.run_dir / prefix if prefix else self.run_dir, tick)
         finally:
+            for module, forward in wrapped:
+                module.forward = forward
             for module, was_training in modes:
                 module.train(was_training)
         return [replace(r, file=prefix + r.file, checkpoint=checkpoint) for r in made]

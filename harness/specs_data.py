@@ -128,6 +128,10 @@ class DreamboothDataSpec(_Strict):
     instance_caption: str = "a photo of {0} {1}"
     subjects: list[SubjectSpec] = Field(min_length=1)
     synthetic_views: Int = Field(default=5, ge=1, le=1000)
+    # Prompt sets whose templates / live_templates are the dataset's prompt lists: with the real dataset they
+    # are read from prompts_and_classes.txt (the first N, N = the set's count); the YAML copy is the
+    # synthetic stand-in's.
+    dataset_prompt_sets: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _caption_has_slots(self) -> DreamboothDataSpec:

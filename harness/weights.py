@@ -11,6 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import WeightsMissingError
 from harness.paths import cache_dir
@@ -173,10 +174,22 @@ class Presence:
     sha_ok: bool | None  # None: not checked (or no expected hash)
 
 
+# Families that load another family's files too: every SDXL task samples with the SDXL refiner (its spec's
+# ``model.refiner_hub_id`` / ``sampling.refine_fraction``), so its files are needed with the base's.
+IMPLIED_FAMILIES = {"sdxl": ("sdxl_refiner",)}
+
+
+def task_families(model: Any) -> list[str]:
+    """The weight families a task's model spec loads: its family, plus the refiner when it names one."""
+    return [model.family, *(["sdxl_refiner"] if getattr(model, "refiner_hub_id", None) else [])]
+
+
 def needed_keys(metric_names: list[str], families: list[str], profile: str = "full") -> list[str]:
-    """Keys of the table a set of metrics and model families needs; ``tiny`` needs only packaged files."""
+    """Keys of the table a set of metrics and model families needs (with the families they imply: the SDXL
+    refiner for ``sdxl``); ``tiny`` needs only packaged files."""
     from harness.metric_registry import declaration
 
+    families = [*families, *(extra for f in families for extra in IMPLIED_FAMILIES.get(f, ()))]
     declared = {key for name in metric_names for key in declaration(name).weights}
     keys = []
     for w in WEIGHT_FILES:

@@ -377,3 +377,37 @@ def test_subject_spec_errors_name_the_field(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(broken))
     with pytest.raises(SpecError, match=r"field 'data.dreambooth.subjects': Field required"):
         load_task(tmp_path / "b.yaml")
+
+
+def test_checkpoint_sample_equals_final_sample_without_training_between(tmp_path: Path) -> None:
+    """A checkpoint sampled while accelerate's training autocast (bf16) wraps the UNet gives the same images as
+    the final sample of the same weights: checkpoint samples use the sampling dtype, not the training one."""
+    from accelerate import Accelerator
+
+    from harness.prompts import plan_prompts
+    from harness.sampling import generate
+
+    plan = build_plan("dreambooth_subjects", "ti_then_ft", "tiny")
+    execution, _ = _execution(plan, tmp_path)
+    prompts = [p for p in plan_prompts(plan) if p.prompt_set == "simple"][:1]
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # accelerate keeps one precision per process
+    try:
+        accelerator = Accelerator(mixed_precision="bf16", cpu=True)
+        unet = accelerator.prepare(execution.bundle.unet)
+        assert "_original_forward" in unet.__dict__  # the training autocast wrapper is on
+        wrapped = generate(plan, execution.bundle, prompts, tmp_path / "wrapped")  # what checkpoints used to get
+        checkpoint = execution._sample(prompts, 2, None)
+        assert "_original_forward" in unet.__dict__  # still training: the wrapper is back after sampling
+        accelerator.unwrap_model(unet, keep_fp32_wrapper=False)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    final = execution._sample(prompts, None, None)
+    assert [r.file for r in checkpoint] == [f"checkpoints/step_00002/{r.file}" for r in final]
+    same = [(tmp_path / c.file).read_bytes() == (tmp_path / f.file).read_bytes()
+            for c, f in zip(checkpoint, final, strict=True)]
+    assert all(same)
+    differs = [(tmp_path / "wrapped" / w.file).read_bytes() != (tmp_path / f.file).read_bytes()
+               for w, f in zip(wrapped, final, strict=True)]
+    assert any(differs)  # bf16 autocast does change the images: the equality above is not vacuous

@@ -10,6 +10,7 @@ import torch
 import yaml
 from PIL import Image
 
+from harness import data
 from harness.analysis.leaderboard import latest_runs
 from harness.metrics import clip_score
 from harness.paths import PROJECT_ROOT
@@ -102,7 +103,8 @@ def test_skip_then_force_gives_byte_identical_pngs(tiny_runs: dict) -> None:
     forced = run(plan, store, tiny_runs["root"] / "runs", force=True)
     assert forced.status == "completed" and forced.run_id != first.run_id
     assert png_bytes(forced.run_dir) == png_bytes(first.run_dir)
-    hashes = [r for r in store.runs(TASK) if r["plan_hash"] == plan.plan_hash and r["status"] == "completed"]
+    bound = data.bind(plan).plan_hash  # the hash the run stores: the plan with its data fingerprint
+    hashes = [r for r in store.runs(TASK) if r["plan_hash"] == bound and r["status"] == "completed"]
     assert len(hashes) == 2  # append-only: the earlier run is kept
 
 

@@ -159,3 +159,100 @@ def test_lora_params_typo_is_an_error() -> None:
     spec = MethodSpec(name="bad", version=1, kind="lora", params={"component": "unet", "rnk": 8})
     with pytest.raises(SpecError, match="unknown key 'rnk'"):
         LoraMethod(spec).adapters  # noqa: B018
+
+
+def test_flux_training_timesteps_are_the_reference_scripts() -> None:
+    """Same generator -> the same (timesteps, sigmas) as diffusers' train_dreambooth_lora_flux.py computes them
+    with FLUX.1-dev's scheduler config (use_dynamic_shifting: the training schedule is not shifted)."""
+    import copy
+
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.training_utils import compute_density_for_timestep_sampling
+
+    from harness.models.flux import SCHEDULER_CONFIG, FluxBundle
+
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(SCHEDULER_CONFIG)
+    bundle = FluxBundle(family="flux", unet=None, vae=None, text_encoder=None, tokenizer=None,
+                        noise_scheduler=scheduler, weights_identity="test")
+    noise_scheduler_copy = copy.deepcopy(scheduler)  # the script's copy
+    for bsz, seed in ((1, 0), (4, 1), (16, 2)):
+        # --- the reference script, weighting_scheme "none" (its default) ---
+        u = compute_density_for_timestep_sampling(weighting_scheme="none", batch_size=bsz, logit_mean=0.0,
+                                                  logit_std=1.0, mode_scale=1.29,
+                                                  generator=torch.Generator().manual_seed(seed))
+        indices = (u * noise_scheduler_copy.config.num_train_timesteps).long()
+        timesteps = noise_scheduler_copy.timesteps[indices]
+        schedule_timesteps = noise_scheduler_copy.timesteps
+        step_indices = [(schedule_timesteps == t).nonzero().item() for t in timesteps]
+        sigmas = noise_scheduler_copy.sigmas[step_indices].flatten()
+        # --- the harness ---
+        ours_t, ours_s = bundle.training_timesteps(bsz, torch.Generator().manual_seed(seed))
+        assert torch.equal(ours_t, timesteps) and torch.equal(ours_s, sigmas)
+    assert torch.allclose(ours_s, ours_t / 1000)  # dynamic shifting: no shift=3 at training time
+    uniform = torch.rand(16, generator=torch.Generator().manual_seed(2))
+    assert not torch.allclose(ours_s, 3 * uniform / (1 + 2 * uniform), atol=1e-2)  # the old, always-shifted draw
+
+
+def test_flux_text_encoder_lora_trains(tmp_path) -> None:
+    """A CLIP text-encoder LoRA on FLUX receives gradients and changes (it used to fail: 'element 0 of tensors
+    does not require grad')."""
+    import torch
+
+    from harness import data, models
+    from harness.methods import method_class
+    from harness.plan import build_plan
+    from harness.training import train
+
+    spec = tmp_path / "flux_te_lora.yaml"
+    spec.write_text("name: flux_te_lora\nversion: 1\nkind: lora\nparams:\n  component: text_encoders\n  rank: 2\n"
+                    "  alpha_equals_rank: true\ntraining:\n  max_steps: 2\n")
+    plan = build_plan("face_identity", str(spec), "tiny")
+    bundle = models.load(plan)
+    method = method_class(plan.method.kind)(plan.method)
+    modules = bundle.modules()
+    method.prepare(modules)
+    lora = {n: p.detach().clone() for n, p in modules["text_encoder"].named_parameters() if p.requires_grad}
+    assert lora and not any(p.requires_grad for p in modules["transformer"].parameters())
+    report = train(plan, bundle, data.training_set(plan), method, modules)
+    assert report.steps == 2 and report.unreachable_params == 0
+    after = dict(modules["text_encoder"].named_parameters())
+    assert any(not torch.equal(lora[n], after[n].detach()) for n in lora)
+    assert method.save(modules, tmp_path / "adapter").is_file()
+
+
+def test_weights_of_sdxl_tasks_include_the_refiner() -> None:
+    from harness.registry import get_task
+    from harness.weights import needed_keys, task_families
+
+    keys = needed_keys([], ["sdxl"])
+    assert any(k.startswith("sdxl_refiner:") for k in keys) and any(k.startswith("sdxl:") for k in keys)
+    assert task_families(get_task("deepfashion").model) == ["sdxl", "sdxl_refiner"]
+    assert not any(k.startswith("sdxl_refiner:") for k in needed_keys([], ["sd21"]))
+
+
+def test_unreachable_hub_fails_at_once(monkeypatch) -> None:
+    """Not offline by the environment, files not cached, hub unreachable: the missing-weights line comes at once
+    (no huggingface_hub retries) and HF_HUB_OFFLINE=1 is implied for the rest of the process."""
+    import socket
+    import time
+
+    from diffusers import UNet2DConditionModel
+
+    from harness.errors import WeightsMissingError
+    from harness.models import common
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(common, "_offline", lambda: False)
+    monkeypatch.setattr(common, "_REACHABLE", None)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.perf_counter()
+    with pytest.raises(WeightsMissingError, match="hub is unreachable"):
+        common.hub_load(UNet2DConditionModel, "nobody/not-a-model", "unet", None, "sd21")
+    assert time.perf_counter() - started < 10
+    import os
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"

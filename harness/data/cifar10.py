@@ -12,6 +12,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,8 @@ class CifarArrays:
 
 
 def find_root(data_root: str | None) -> Path:
-    """The ``cifar-10-batches-py`` folder under ``--data-root`` or ``$BENCH_DATA``."""
+    """The ``cifar-10-batches-py`` folder: ``--data-root`` (or ``$BENCH_DATA``) may be that folder itself or
+    the folder it was extracted into."""
     base = data_root or os.environ.get("BENCH_DATA")
     if not base:
         raise DataMissingError(
@@ -39,7 +41,8 @@ def find_root(data_root: str | None) -> Path:
             "https://www.cs.toronto.edu/~kriz/cifar-10.html there); --profile tiny needs no data"
         )
     root = Path(base)
-    folder = root if root.name == FOLDER else root / FOLDER
+    candidates = [root, root / FOLDER] if root.name != FOLDER else [root]
+    folder = next((c for c in candidates if (c / "batches.meta").is_file()), candidates[-1])
     missing = [name for name in [*TRAIN_BATCHES, "batches.meta"] if not (folder / name).is_file()]
     if missing:
         raise DataMissingError(
@@ -49,20 +52,100 @@ def find_root(data_root: str | None) -> Path:
     return folder
 
 
+def files(folder: Path) -> list[Path]:
+    """The files ``read_train`` reads."""
+    return [folder / name for name in [*TRAIN_BATCHES, "batches.meta"]]
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The only globals a CIFAR batch pickle may name: numpy's array / dtype reconstruction helpers (under the
+    module names numpy 1 and numpy 2 write) and ``_codecs.encode`` (Python 3 protocol-2 bytes)."""
+    import codecs
+
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                           ("_codecs", "encode"): codecs.encode}
+    for module in ("numpy.core", "numpy._core"):
+        allowed[(f"{module}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{module}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{module}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Loads the dataset's dicts of bytes / ints / lists / uint8 arrays; any other global is refused before it
+    is resolved, so a crafted pickle cannot run code."""
+
+    allowed: dict[tuple[str, str], Any] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = self.allowed.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"forbidden global '{module}.{name}' (a CIFAR batch holds only "
+                                         "bytes, lists and numpy arrays)")
+        return found
+
+
 def _unpickle(path: Path) -> dict:
-    with path.open("rb") as handle:
-        return pickle.load(handle, encoding="bytes")
+    """One batch file through the restricted unpickler; any failure is one ``DataMissingError`` line."""
+    if not _RestrictedUnpickler.allowed:
+        _RestrictedUnpickler.allowed = _numpy_globals()
+    try:
+        with path.open("rb") as handle:
+            loaded = _RestrictedUnpickler(handle, encoding="bytes").load()
+    except FileNotFoundError:
+        raise DataMissingError(f"{path}: file missing") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, garbage or hostile pickles alike
+        detail = str(exc).splitlines()[0] if str(exc) else "truncated or corrupt"
+        raise DataMissingError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {detail})") from None
+    if not isinstance(loaded, dict):
+        raise DataMissingError(f"{path}: not a CIFAR-10 python batch (a {type(loaded).__name__}, expected a dict)")
+    return loaded
+
+
+def _field(batch: dict, key: bytes, path: Path) -> Any:
+    if key in batch:
+        return batch[key]
+    if key.decode() in batch:
+        return batch[key.decode()]
+    raise DataMissingError(f"{path}: CIFAR-10 batch lacks the key {key.decode()!r}")
+
+
+def check_file(path: Path) -> None:
+    """One batch file loads through the restricted unpickler into the expected dict (before models load)."""
+    batch = _unpickle(path)
+    if path.name == "batches.meta":
+        _field(batch, b"label_names", path)
+    else:
+        _check_batch(path, _field(batch, b"data", path), _field(batch, b"labels", path), None)
+
+
+def _check_batch(path: Path, data: Any, labels: Any, classes: int | None) -> None:
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", type(data).__name__)
+        raise DataMissingError(f"{path}: 'data' is {shape}, expected an (N, 3072) uint8 array")
+    if not isinstance(labels, list | np.ndarray) or len(labels) != len(data):
+        raise DataMissingError(f"{path}: 'labels' must be a list of {len(data)} class indices")
+    if classes is not None and any(not 0 <= int(label) < classes for label in labels):
+        raise DataMissingError(f"{path}: 'labels' must be class indices in [0, {classes})")
 
 
 def read_train(folder: Path) -> CifarArrays:
-    """All training images, labels and class names from the pickle batches."""
-    meta = _unpickle(folder / "batches.meta")
-    names = [n.decode() if isinstance(n, bytes) else n for n in meta[b"label_names"]]
+    """All training images, labels and class names from the pickle batches (read without executing code)."""
+    meta_path = folder / "batches.meta"
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in _field(_unpickle(meta_path), b"label_names",
+                                                                          meta_path)]
     rows, labels = [], []
     for name in TRAIN_BATCHES:
-        batch = _unpickle(folder / name)
-        rows.append(np.asarray(batch[b"data"], dtype=np.uint8))
-        labels.extend(batch[b"labels"])
+        path = folder / name
+        batch = _unpickle(path)
+        data, batch_labels = _field(batch, b"data", path), _field(batch, b"labels", path)
+        _check_batch(path, data, batch_labels, len(names))
+        rows.append(np.asarray(data, dtype=np.uint8))
+        labels.extend(int(label) for label in batch_labels)
     data = np.concatenate(rows).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return CifarArrays(images=np.ascontiguousarray(data), labels=np.asarray(labels, dtype=np.int64), class_names=names)
 

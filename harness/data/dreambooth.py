@@ -7,15 +7,20 @@ Real layout (clone or download the repository; ``--data-root`` may point at the 
     <data-root>/dataset/<subject_name>/*.jpg      # 4-6 photos of one subject, e.g. dataset/dog6/00.jpg
 
 ``prompts_and_classes.txt`` starts with a ``Classes`` header, a ``subject_name,class`` line and one
-``<subject>,<class noun>`` line per subject (30 in the release), followed by the 25 object and 25
-live-subject prompt templates, which the task spec carries as data. The synthetic stand-in writes the
-same file (classes section and prompts section) and the same folders of JPEGs: a few procedural
-subjects (a distinct shape, colour and pattern each) seen in 4-6 views.
+``<subject>,<class noun>`` line per subject (30 in the release, 15 distinct class nouns), followed by the
+25 object and 25 live-subject prompt templates (``'a {0} {1} in the jungle'.format(unique_token,
+class_token),`` lines under "Object Prompts" / "Live Subject Prompts"). With the real dataset the prompt
+lists and the classes come from this file (``read_prompts``, ``read_classes``); the task spec's copy of the
+lists is what the synthetic stand-in uses. Live subjects (they take the live list) are the cats and dogs,
+as the dataset's README says. The synthetic stand-in writes the same file (classes section and prompts
+section) and the same folders of JPEGs: a few procedural subjects (a distinct shape, colour and pattern
+each) seen in 4-6 views.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,7 @@ from harness.specs_data import SubjectSpec
 CLASSES_FILE = "prompts_and_classes.txt"
 DATASET_FOLDER = "dataset"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+LIVE_CLASSES = frozenset({"cat", "dog"})  # the dataset's live subjects take the live-subject prompt list
 _FETCH_HINT = ("get it with `git clone https://github.com/google/dreambooth` on a networked machine and pass "
                "--data-root <clone> (or set BENCH_DATA); --profile tiny needs no data")
 
@@ -42,9 +48,19 @@ def find_root(data_root: str | None) -> Path:
                            f"{_FETCH_HINT}")
 
 
+def _lines(root: Path) -> list[str]:
+    path = root / CLASSES_FILE
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except FileNotFoundError:
+        raise DataMissingError(f"{path}: file missing; {_FETCH_HINT}") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise DataMissingError(f"{path}: not a readable text file ({type(exc).__name__})") from None
+
+
 def read_classes(root: Path) -> dict[str, str]:
-    """``subject_name -> class noun`` from the classes section of ``prompts_and_classes.txt``."""
-    lines = [line.strip() for line in (root / CLASSES_FILE).read_text(encoding="utf-8").splitlines()]
+    """``subject_name -> class noun`` from the classes section of ``prompts_and_classes.txt``, in file order."""
+    lines = _lines(root)
     try:
         start = lines.index("subject_name,class") + 1
     except ValueError:
@@ -57,9 +73,50 @@ def read_classes(root: Path) -> dict[str, str]:
             continue
         name, _, noun = line.partition(",")
         if not noun:
+            if classes and "prompt" in line.lower():  # the prompts section follows without a blank line
+                break
             raise DataMissingError(f"{root / CLASSES_FILE}: line {line!r} is not 'subject_name,class'")
         classes[name.strip()] = noun.strip()
     return classes
+
+
+_PROMPT = re.compile(r"""^(['"])(.*)\1\s*(?:\.format\(.*\))?\s*,?\s*$""")
+
+
+def read_prompts(root: Path) -> tuple[list[str], list[str]]:
+    """(object prompts, live-subject prompts) of ``prompts_and_classes.txt``, as ``{0}``/``{1}`` templates in
+    file order; empty lists when the file has no prompts section (the synthetic stand-in's)."""
+    lists: dict[str, list[str]] = {}
+    current: str | None = None
+    inside = False
+    for number, line in enumerate(_lines(root), start=1):
+        lowered = line.lower()
+        if not inside and "prompts" in lowered and not line.startswith(("'", '"')):
+            current = "live" if "live" in lowered else "object" if "object" in lowered else current
+        elif line.startswith("prompt_list") and "[" in line:
+            if current is None:
+                raise DataMissingError(f"{root / CLASSES_FILE}:{number}: prompt_list before an 'Object Prompts' or "
+                                       "'Live Subject Prompts' header")
+            inside = True
+            lists[current] = []
+        elif inside and line.startswith("]"):
+            inside = False
+        elif inside and line:
+            match = _PROMPT.match(line)
+            if match is None or "{0}" not in match.group(2) or "{1}" not in match.group(2):
+                raise DataMissingError(f"{root / CLASSES_FILE}:{number}: {line!r} is not a quoted prompt with "
+                                       "{0} (identifier) and {1} (class)")
+            lists[current].append(match.group(2))  # type: ignore[index]
+    if inside:
+        raise DataMissingError(f"{root / CLASSES_FILE}: prompt_list not closed with ']'")
+    return lists.get("object", []), lists.get("live", [])
+
+
+def dataset_subjects(root: Path, count: int | None = None) -> list[SubjectSpec]:
+    """The first ``count`` subjects of ``prompts_and_classes.txt`` (all when None), in file order."""
+    classes = list(read_classes(root).items())
+    return [SubjectSpec(name=name, class_noun=noun, live=noun in LIVE_CLASSES)
+            for name, noun in classes[:count]]
 
 
 def image_files(root: Path, subject: str) -> list[Path]:
@@ -85,12 +142,13 @@ def read_subject(root: Path, subject: str, resolution: int, interpolation: str) 
     """The subject's photos as uint8 HxWx3 arrays: centre square crop, resized to ``resolution``."""
     from PIL import Image, ImageOps
 
+    from harness.data.files import open_rgb
+
     methods = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
                "nearest": Image.Resampling.NEAREST}
     arrays = []
     for path in image_files(root, subject):
-        with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image).convert("RGB")
+        upright = open_rgb(path)  # EXIF orientation applied; a bad file is one error line
         square = ImageOps.fit(upright, (resolution, resolution), method=methods[interpolation])
         arrays.append(np.asarray(square, dtype=np.uint8))
     return arrays

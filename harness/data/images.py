@@ -1,26 +1,30 @@
 """Image-folder adapters: DeepFashion-MultiModal, COCO 2014 captions, one person's photos, one garment.
 
-Real layouts under ``--data-root`` / ``$BENCH_DATA`` (the tiny profile writes synthetic stand-ins in
-exactly these layouts under the bench cache and reads them through the same functions):
+Real layouts under ``--data-root`` / ``$BENCH_DATA``, on every profile (without a data root the tiny
+profile writes synthetic stand-ins in exactly these layouts under the bench cache and reads them through
+the same functions). The data root may be the extracted dataset itself or the folder holding it:
 
-- ``deepfashion_multimodal/images/<name>.jpg`` + ``deepfashion_multimodal/captions.json``
-  (``{"<name>.jpg": "<caption>", ...}``, as released at github.com/yumingj/DeepFashion-MultiModal)
-- ``coco2014/train2014/COCO_train2014_<id>.jpg`` + ``coco2014/annotations/captions_train2014.json``
-- ``<folder>/*.jpg|*.png`` (one person's photos; ``data.folder``, default ``person``)
-- ``<image_file>`` (one garment image; ``data.image_file``)
+- DeepFashion-MultiModal (github.com/yumingj/DeepFashion-MultiModal): ``images/<name>.jpg`` +
+  ``captions.json`` (``{"<name>.jpg": "<caption>", ...}``), at the root or under ``deepfashion_multimodal/``
+- COCO 2014 (train2014.zip + annotations_trainval2014.zip extracted side by side):
+  ``train2014/COCO_train2014_<id>.jpg`` + ``annotations/captions_train2014.json``, at the root or under
+  ``coco2014/``
+- ``<folder>/*.jpg|*.png`` (one person's photos; ``data.folder``, default ``person``), or the photos at the root
+- ``<image_file>`` (one garment image; ``data.image_file``), or a file of that name at the root
+
+Every image is read upright (EXIF orientation applied); an unreadable file is one error line naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.data.files import data_base, open_rgb, read_json, upright_size
 from harness.errors import DataMissingError
 from harness.paths import cache_dir
 from harness.plan import RunPlan
@@ -28,6 +32,8 @@ from harness.plan import RunPlan
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 DEEPFASHION = "deepfashion_multimodal"
 COCO = "coco2014"
+DEEPFASHION_NAMES = (DEEPFASHION, "DeepFashion-MultiModal")
+COCO_NAMES = (COCO, "coco")
 
 
 @dataclass(frozen=True)
@@ -60,11 +66,8 @@ def centre_crop(image: Any, crop: tuple[int, int]) -> Any:
 
 
 def eval_array(path: Path, shorter: int, crop: tuple[int, int]) -> np.ndarray:
-    """An evaluation target: shorter side resized, centre crop, uint8 HxWx3."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(centre_crop(resize_shorter(image.convert("RGB"), shorter), crop), dtype=np.uint8)
+    """An evaluation target: upright, shorter side resized, centre crop, uint8 HxWx3."""
+    return np.asarray(centre_crop(resize_shorter(open_rgb(path), shorter), crop), dtype=np.uint8)
 
 
 class CroppedCaptions:
@@ -87,8 +90,7 @@ class CroppedCaptions:
         from PIL import Image
 
         item = self.items[index]
-        with Image.open(item.path) as opened:
-            image = opened.convert("RGB")
+        image = open_rgb(item.path)
         original = (image.height, image.width)
         image = resize_shorter(image, self.shorter)
         height, width = self.crop
@@ -108,13 +110,24 @@ class CroppedCaptions:
 # --- where the data lives ------------------------------------------------------------------------
 
 def _base(plan: RunPlan, what: str, how: str) -> Path:
+    """The data root (``--data-root`` / ``$BENCH_DATA``) on any profile; the synthetic stand-in on ``tiny``
+    without one."""
+    base = data_base(plan)
+    if base is not None:
+        return base
     if plan.profile == "tiny":
         return synthetic_root(plan)
-    base = plan.data_root or os.environ.get("BENCH_DATA")
-    if not base:
-        raise DataMissingError(f"{what} not configured: pass --data-root DIR or set BENCH_DATA ({how}); "
-                               "--profile tiny needs no data")
-    return Path(base)
+    raise DataMissingError(f"{what} not configured: pass --data-root DIR or set BENCH_DATA ({how}); "
+                           "--profile tiny needs no data")
+
+
+def _dataset_folder(base: Path, names: tuple[str, ...], marker: str) -> Path:
+    """The folder holding ``marker``: ``base`` itself (the extracted dataset) or ``base/<name>``; when none
+    does, the conventional ``base/<names[0]>`` (the caller's error then names what is missing there)."""
+    for folder in (base, *(base / name for name in names)):
+        if (folder / marker).exists():
+            return folder
+    return base / names[0]
 
 
 def synthetic_root(plan: RunPlan) -> Path:
@@ -143,29 +156,27 @@ def _images_in(folder: Path) -> list[Path]:
 # --- DeepFashion-MultiModal ----------------------------------------------------------------------
 
 DF_HOW = ("download DeepFashion-MultiModal (github.com/yumingj/DeepFashion-MultiModal): images.zip and "
-          f"captions.json into DIR/{DEEPFASHION}/images/ and DIR/{DEEPFASHION}/captions.json")
+          f"captions.json into DIR/{DEEPFASHION}/images/ and DIR/{DEEPFASHION}/captions.json, or pass the "
+          "extracted folder itself as --data-root")
 
 
 def deepfashion_split(plan: RunPlan) -> tuple[list[ImageItem], list[ImageItem]]:
     """(train, test) items after the aspect-ratio filter; the split is fixed by ``split_seed``."""
-    from PIL import Image
-
     spec = plan.task.data
-    folder = _base(plan, "DeepFashion-MultiModal", DF_HOW) / DEEPFASHION
+    folder = deepfashion_folder(plan)
     captions_file = _require(folder / "captions.json", "DeepFashion-MultiModal captions", DF_HOW)
-    try:
-        captions: dict[str, str] = json.loads(captions_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataMissingError(f"{captions_file}: not a JSON object of file name -> caption ({exc})") from None
+    captions = read_json(captions_file, "DeepFashion-MultiModal captions")
+    if not isinstance(captions, dict) or not all(isinstance(v, str) for v in captions.values()):
+        raise DataMissingError(f"{captions_file}: not a JSON object of file name -> caption")
     images = _require(folder / "images", "DeepFashion-MultiModal images", DF_HOW)
     items = []
     for name in sorted(captions):
         path = images / name
         if not path.is_file():
             continue
-        with Image.open(path) as image:  # reads the header only
-            if image.width / image.height > spec.max_aspect_ratio:
-                continue
+        width, height = upright_size(path)  # reads the header only
+        if width / height > spec.max_aspect_ratio:
+            continue
         group = "-".join(name.split("-")[:2])  # e.g. WOMEN-Dresses
         items.append(ImageItem(Path(name).stem, path, captions[name], group))
     if not items:
@@ -181,22 +192,43 @@ def deepfashion_split(plan: RunPlan) -> tuple[list[ImageItem], list[ImageItem]]:
 # --- COCO 2014 captions --------------------------------------------------------------------------
 
 COCO_HOW = (f"download train2014.zip and annotations_trainval2014.zip from cocodataset.org into "
-            f"DIR/{COCO}/train2014/ and DIR/{COCO}/annotations/")
+            f"DIR/{COCO}/train2014/ and DIR/{COCO}/annotations/, or pass the folder holding both as --data-root")
+
+
+def deepfashion_folder(plan: RunPlan) -> Path:
+    """The extracted DeepFashion-MultiModal folder (``captions.json`` + ``images/``)."""
+    return _dataset_folder(_base(plan, "DeepFashion-MultiModal", DF_HOW), DEEPFASHION_NAMES, "captions.json")
+
+
+def coco_folder(plan: RunPlan) -> Path:
+    """The COCO 2014 folder holding ``annotations/`` and the image split folder."""
+    marker = f"annotations/captions_{plan.task.data.split}.json"
+    return _dataset_folder(_base(plan, "COCO 2014", COCO_HOW), COCO_NAMES, marker)
+
+
+def coco_annotations(plan: RunPlan) -> Path:
+    return coco_folder(plan) / "annotations" / f"captions_{plan.task.data.split}.json"
 
 
 def coco_items(plan: RunPlan) -> list[ImageItem]:
     """Images passing the aspect filter, one caption each (lowest annotation id), in ``sample_seed`` order."""
     spec = plan.task.data
-    folder = _base(plan, "COCO 2014", COCO_HOW) / COCO
-    annotations = _require(folder / "annotations" / f"captions_{spec.split}.json", "COCO captions", COCO_HOW)
-    data = json.loads(annotations.read_text(encoding="utf-8"))
-    first_caption: dict[int, tuple[int, str]] = {}
-    for row in data["annotations"]:
-        best = first_caption.get(row["image_id"])
-        if best is None or row["id"] < best[0]:
-            first_caption[row["image_id"]] = (row["id"], row["caption"].strip())
-    images = sorted((row for row in data["images"] if row["id"] in first_caption
-                     and row["width"] / row["height"] >= spec.min_aspect_ratio), key=lambda row: row["id"])
+    folder = coco_folder(plan)
+    annotations = _require(coco_annotations(plan), "COCO captions", COCO_HOW)
+    data = read_json(annotations, "COCO captions")
+    try:
+        first_caption: dict[int, tuple[int, str]] = {}
+        for row in data["annotations"]:
+            best = first_caption.get(row["image_id"])
+            if best is None or row["id"] < best[0]:
+                first_caption[row["image_id"]] = (row["id"], row["caption"].strip())
+        images = sorted((row for row in data["images"] if row["id"] in first_caption
+                         and row["width"] / row["height"] >= spec.min_aspect_ratio), key=lambda row: row["id"])
+        images = [{"id": row["id"], "file_name": str(row["file_name"])} for row in images]
+    except (KeyError, TypeError, AttributeError, ZeroDivisionError) as exc:
+        raise DataMissingError(f"{annotations}: not COCO captions JSON ({type(exc).__name__}: {exc}; expected "
+                               "'images' with id/file_name/width/height and 'annotations' with "
+                               "id/image_id/caption)") from None
     order = np.random.default_rng(spec.sample_seed).permutation(len(images))
     return [ImageItem(str(images[i]["id"]), folder / spec.split / images[i]["file_name"],
                       first_caption[images[i]["id"]][1], "all") for i in order]
@@ -207,7 +239,11 @@ def coco_items(plan: RunPlan) -> list[ImageItem]:
 def person_items(plan: RunPlan) -> list[ImageItem]:
     spec = plan.task.data
     how = f"put one person's photos (jpg/png) into DIR/{spec.folder}/"
-    folder = _require(_base(plan, "person photos", how) / spec.folder, "person photos", how)
+    base = _base(plan, "person photos", how)
+    folder = base / spec.folder
+    if not folder.is_dir() and base.is_dir() and _images_in(base):
+        folder = base  # --data-root is the folder of photos itself
+    folder = _require(folder, "person photos", how)
     paths = _images_in(folder)
     if not paths:
         raise DataMissingError(f"{folder}: no jpg/png images of the person ({how})")
@@ -218,7 +254,11 @@ def person_items(plan: RunPlan) -> list[ImageItem]:
 def garment_item(plan: RunPlan) -> ImageItem:
     spec = plan.task.data
     how = f"put the garment photo at DIR/{spec.image_file}"
-    path = _require(_base(plan, "garment image", how) / spec.image_file, "garment image", how)
+    base = _base(plan, "garment image", how)
+    path = base / spec.image_file
+    if not path.exists() and (base / Path(spec.image_file).name).is_file():
+        path = base / Path(spec.image_file).name  # --data-root is the garment's own folder
+    path = _require(path, "garment image", how)
     return ImageItem(path.stem, path, spec.caption, "garment")
 
 
@@ -268,3 +308,26 @@ def load_references(plan: RunPlan) -> Any:
     else:
         raise ValueError(f"adapter '{spec.adapter}' has no reference images")
     return ReferenceSet(f"{plan.task.name}:{spec.adapter}:{plan.profile}", images, [i.group for i in items])
+
+
+def used_files(plan: RunPlan) -> tuple[Path, list[Path]]:
+    """(dataset folder, the files the readers use for this plan): what the data fingerprint hashes. COCO: the
+    annotations and the drawn evaluation images; DeepFashion: the captions and every captioned image (all
+    of them decide the filter and the split); a person's photos; the garment image."""
+    spec = plan.task.data
+    if spec.adapter == "deepfashion_multimodal":
+        folder = deepfashion_folder(plan)
+        deepfashion_split(plan)  # the same checks as the readers (captions file, images folder, filter)
+        captions = read_json(folder / "captions.json", "DeepFashion-MultiModal captions")
+        listed = [folder / "images" / name for name in captions if (folder / "images" / name).is_file()]
+        return folder, [folder / "captions.json", *listed]
+    if spec.adapter == "coco_captions":
+        limit = max((s.max_prompts or 0) for s in plan.task.evaluation.prompt_sets)
+        return coco_folder(plan), [coco_annotations(plan), *(i.path for i in eval_items(plan, limit))]
+    if spec.adapter == "person_folder":
+        items = person_items(plan)
+        return items[0].path.parent, [i.path for i in items]
+    if spec.adapter == "single_image":
+        item = garment_item(plan)
+        return item.path.parent, [item.path]
+    raise ValueError(f"adapter '{spec.adapter}' is not an image-folder adapter")

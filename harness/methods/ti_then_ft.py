@@ -76,7 +76,7 @@ class TiThenFtMethod(Method):
         stage1 = MethodSpec(name=f"{self.spec.name}_stage1", version=self.spec.version, kind="textual_inversion",
                             params=token)
         stage2 = MethodSpec(name=f"{self.spec.name}_stage2", version=self.spec.version, kind="dreambooth",
-                            params={"prior_preservation": False, "save_unet": params.get("save_unet", True)})
+                            params={"prior_preservation": False, "save_unet": params.get("save_unet", False)})
         return TextualInversionMethod(stage1), DreamBoothMethod(stage2)
 
     def attach(self, modules: Modules) -> None:
@@ -90,10 +90,12 @@ class TiThenFtMethod(Method):
         return sum(p.numel() if p is not self._embedding else p.shape[1] for p in params)
 
     def adapter_size(self, trainable: int) -> tuple[int, str] | None:
-        """The token row in float32, plus the UNet in float16 unless ``params.save_unet`` is false."""
+        """The token row in float32, plus the UNet in float16 only when ``params.save_unet`` is true (default
+        false: the UNet is not kept)."""
         row = self._embedding.shape[1]
-        if not self.spec.params.get("save_unet", True):
-            return 4 * row, "computed: token row x 4 B (fp32)"
+        if not self.spec.params.get("save_unet", False):
+            return 4 * row, (f"computed: token row x 4 B (fp32); UNet not kept (params.save_unet: false, the "
+                             f"default; true adds {2 * (trainable - row) / 2**20:,.1f} MiB fp16 per subject)")
         return 2 * (trainable - row) + 4 * row, "computed: UNet params x 2 B (fp16) + token row x 4 B (fp32)"
 
     def fit(self, ctx: FitContext) -> list[Any]:

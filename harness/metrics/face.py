@@ -58,7 +58,10 @@ def load_models(plan: RunPlan, spec: MetricSpec | None = None) -> FaceModels:
                           preprocessing="32x32, ImageNet mean/std; a face when the detector's probability >= 0.5",
                           notes=microjudges.quality_note(spec.backbone))
 
-    detector = MTCNN(image_size=CROP, margin=0, post_process=True, device="cpu")
+    from harness.metrics.clip_score import _device
+
+    device = _device()  # the run's device: a GPU when there is one
+    detector = MTCNN(image_size=CROP, margin=0, post_process=True, device=device)
     if plan.profile == "tiny":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(TINY_SEED)
@@ -72,7 +75,7 @@ def load_models(plan: RunPlan, spec: MetricSpec | None = None) -> FaceModels:
         state = torch.load(path, map_location="cpu", weights_only=True)
         embedder.load_state_dict({k: v for k, v in state.items() if not k.startswith("logits.")})
         weights = f"vggface2 sha256:{sha[:16]}"
-    return FaceModels(detector, embedder.eval(), weights)
+    return FaceModels(detector, embedder.to(device).eval(), weights)
 
 
 def detect(models: FaceModels, images: list[Any]) -> list[Any]:
@@ -93,8 +96,9 @@ def embed_faces(models: FaceModels, images: list[Any]) -> list[Any]:
     found = [c for c in crops if c is not None]
     if not found:
         return [None] * len(images)
+    device = next(models.embedder.parameters()).device
     with torch.no_grad():
-        embeddings = iter(models.embedder(torch.stack(found)))
+        embeddings = iter(models.embedder(torch.stack(found).to(device)).cpu())
     return [next(embeddings) if c is not None else None for c in crops]
 
 

@@ -65,16 +65,19 @@ def dino_embedder(model: Any) -> Callable[[list[Any]], Any]:
     """CLS embedding after the final layer norm (``last_hidden_state[:, 0]``), L2-normalised."""
     import torch
 
+    from harness.metrics.clip_score import _device
+
     transform = _dino_transform()
-    model.eval()
+    device = _device()  # the run's device: a GPU when there is one
+    _device_model = model.to(device).eval()
 
     def embed(images: list[Any]) -> Any:
         parts = []
         with torch.no_grad():
             for start in range(0, len(images), 32):
-                pixels = torch.stack([transform(im) for im in images[start : start + 32]])
-                cls = model(pixel_values=pixels).last_hidden_state[:, 0]
-                parts.append(torch.nn.functional.normalize(cls.float(), dim=-1))
+                pixels = torch.stack([transform(im) for im in images[start : start + 32]]).to(device)
+                cls = _device_model(pixel_values=pixels).last_hidden_state[:, 0]
+                parts.append(torch.nn.functional.normalize(cls.float(), dim=-1).cpu())
         return torch.cat(parts)
 
     return embed

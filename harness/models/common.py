@@ -130,6 +130,31 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def _hub_reachable() -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connect within 3 s (checked once per process). An
+    unreachable hub means the files are clearly missing: fail at once instead of spending ~46 s in
+    huggingface_hub's retries, and set HF_HUB_OFFLINE=1 for the rest of the process."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    global _REACHABLE
+    if _REACHABLE is None:
+        url = urlparse(constants.ENDPOINT)
+        try:
+            socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=3).close()
+            _REACHABLE = True
+        except OSError:
+            _REACHABLE = False
+            os.environ["HF_HUB_OFFLINE"] = "1"
+    return _REACHABLE
+
+
+_REACHABLE: bool | None = None
+
+
 def missing_weights_message(family: str, source: str, subfolder: str, reason: str) -> str:
     """One message: what is missing, how to fetch it, where to put it, and the tiny fallback."""
     return (
@@ -160,6 +185,10 @@ def hub_load(cls: Any, source: str, subfolder: str, revision: str | None, family
             raise WeightsMissingError(
                 missing_weights_message(family, source, subfolder, "is not in the cache (HF_HUB_OFFLINE=1)")
             ) from None
+        if not _hub_reachable():
+            raise WeightsMissingError(missing_weights_message(
+                family, source, subfolder, "is not in the cache and the hub is unreachable (offline: HF_HUB_OFFLINE=1 "
+                "implied)")) from None
     try:
         return cls.from_pretrained(source, subfolder=subfolder, revision=revision, **kwargs)
     except Exception as exc:  # network errors come in many types; all mean "not available"

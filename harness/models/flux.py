@@ -4,10 +4,15 @@ and FLUX's flow-matching loss and sampling.
 Components as in ``FluxPipeline``: ``transformer`` (FluxTransformer2DModel, guidance-distilled:
 guidance is an embedding input, not classifier-free), ``vae`` (16 latent channels, shift and
 scale), ``text_encoder`` (CLIP ViT-L, pooled output) and ``text_encoder_2`` (T5-XXL encoder,
-never trained). Training loss (rectified flow, as in diffusers' FLUX scripts): latents
-``x0 = (vae(x) - shift) * scale``, sigma from a uniform draw shifted by the scheduler's ``shift``,
-``x_sigma = (1 - sigma) x0 + sigma noise``, packed 2x2 into tokens with image ids; target
-``noise - x0``. The ``unet`` field of the bundle is None: the denoiser is ``transformer``.
+never trained). Training loss (rectified flow), timesteps exactly as diffusers'
+``examples/dreambooth/train_dreambooth_lora_flux.py`` draws them (``training_timesteps``: diffusers'
+``compute_density_for_timestep_sampling`` with weighting scheme ``none``, indices into a copy of the
+scheduler's ``timesteps``, sigmas looked up in its ``sigmas``; with FLUX.1-dev's config,
+``use_dynamic_shifting: true``, the training schedule is NOT shifted, unlike ``shift=3`` applied
+always); latents ``x0 = (vae(x) - shift) * scale``, ``x_sigma = (1 - sigma) x0 + sigma noise``, packed 2x2
+into tokens with image ids, ``timestep = t / 1000``; target ``noise - x0``. The CLIP text encoder is
+encoded with gradients when it carries trainable parameters (text-encoder LoRA trains). The ``unet``
+field of the bundle is None: the denoiser is ``transformer``.
 """
 
 from __future__ import annotations
@@ -119,29 +124,51 @@ class FluxBundle(DiffusionBundle):
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
 
+    def training_timesteps(self, batch_size: int, generator: Any) -> tuple[Any, Any]:
+        """(timesteps, sigmas) of one training batch, as diffusers' FLUX DreamBooth/LoRA script draws them:
+        ``u = compute_density_for_timestep_sampling("none", ...)``, ``indices = (u * num_train_timesteps).long()``,
+        ``timesteps = scheduler_copy.timesteps[indices]``, sigmas at those timesteps' positions in
+        ``scheduler_copy.sigmas`` (the script's ``get_sigmas``). The copy is a fresh scheduler from the
+        bundle's config, never touched by ``set_timesteps``."""
+        from diffusers import FlowMatchEulerDiscreteScheduler
+        from diffusers.training_utils import compute_density_for_timestep_sampling
+
+        if getattr(self, "_train_scheduler", None) is None:
+            self._train_scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.noise_scheduler.config)
+        scheduler = self._train_scheduler
+        u = compute_density_for_timestep_sampling(weighting_scheme="none", batch_size=batch_size, logit_mean=0.0,
+                                                  logit_std=1.0, mode_scale=1.29, generator=generator)
+        indices = (u * scheduler.config.num_train_timesteps).long()
+        timesteps = scheduler.timesteps[indices]
+        step_indices = [(scheduler.timesteps == t).nonzero().item() for t in timesteps]
+        return timesteps, scheduler.sigmas[step_indices].flatten()
+
     def training_loss(self, batch: dict[str, Any], modules: dict[str, Any], generator: Any, device: Any) -> Any:
         """Rectified-flow MSE on packed latents with image / text ids and the guidance embedding."""
         import torch
+
+        from harness.models.common import requires_grad
 
         pipeline = self.build_pipeline("flow_match_euler")
         with torch.no_grad():
             pixels = batch["pixel_values"].to(device, dtype=self.vae.dtype)
             latents = self.vae.encode(pixels).latent_dist.sample(generator=generator)
             latents = (latents - self.vae.config.shift_factor) * self.vae.config.scaling_factor
+        with torch.set_grad_enabled(requires_grad(modules["text_encoder"])):  # text-encoder LoRA trains
             prompt_embeds, pooled, text_ids = pipeline.encode_prompt(
                 list(batch["caption"]), prompt_2=None, device=device, max_sequence_length=self.max_sequence_length)
         batch_size, channels, height, width = latents.shape
         noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
-        uniform = torch.rand(batch_size, generator=generator).to(device)
-        shift = float(self.noise_scheduler.config.shift)
-        sigmas = (shift * uniform / (1 + (shift - 1) * uniform)).view(-1, 1, 1, 1).to(latents.dtype)
+        timesteps, sigmas = self.training_timesteps(batch_size, generator)
+        timesteps = timesteps.to(device)
+        sigmas = sigmas.to(device, latents.dtype).view(-1, 1, 1, 1)
         noisy = (1 - sigmas) * latents + sigmas * noise
         packed = pipeline._pack_latents(noisy, batch_size, channels, height, width)
         image_ids = pipeline._prepare_latent_image_ids(batch_size, height // 2, width // 2, device, latents.dtype)
         transformer = modules["transformer"]
         guidance = torch.full((batch_size,), self.train_guidance, device=device) if (
             self.transformer.config.guidance_embeds) else None
-        prediction = transformer(hidden_states=packed, timestep=sigmas.flatten(), guidance=guidance,
+        prediction = transformer(hidden_states=packed, timestep=timesteps / 1000, guidance=guidance,
                                  pooled_projections=pooled, encoder_hidden_states=prompt_embeds, txt_ids=text_ids,
                                  img_ids=image_ids, return_dict=False)[0]
         scale = pipeline.vae_scale_factor
