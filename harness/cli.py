@@ -166,7 +166,8 @@ def run_command(
     with RichProgress(err_console) as progress:
         outcome = run(plan, store, db.parent / "runs", force=force, progress=progress)
     if outcome.status == "skipped":
-        console.print(f"skipped: completed run {outcome.run_id} has plan hash {plan.plan_hash} (use --force)")
+        stored_hash = store.run_row(outcome.run_id)["plan_hash"]  # the plan as bound to its data
+        console.print(f"skipped: completed run {outcome.run_id} has plan hash {stored_hash} (use --force)")
     elif outcome.status == "failed":
         fail(f"run {outcome.run_id} failed and is stored as failed: {outcome.error} "
              f"(details: {outcome.run_dir}/error.log)", 1)
@@ -260,7 +261,8 @@ def weights_command(
     needed: list[str] = []
     for ref in task or []:
         spec = resolve_profile(registry.get_task(ref), _check_profile(profile))
-        needed += weights.needed_keys([m.name for m in spec.evaluation.metrics], [spec.model.family], profile)
+        needed += weights.needed_keys([m.name for m in spec.evaluation.metrics], [spec.model.family], profile,
+                                      {m.name: m.backbone for m in spec.evaluation.metrics})
     presence = weights.check(needed if task else None, verify)
     print_weights(console, presence)
     missing = [p.weight for p in presence if p.path is None or p.sha_ok is False]

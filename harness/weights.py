@@ -88,6 +88,15 @@ WEIGHT_FILES: list[WeightFile] = [
     *_diffusers("flux", "black-forest-labs/FLUX.1-dev",
                 {"transformer": f"{_UNET}.index.json", "vae": _UNET, "text_encoder": _TE,
                  "text_encoder_2": f"{_TE}.index.json"}),
+    # The microworld: base model and judges trained by `bench micro build`, shipped in the package (their
+    # sha256 and the command and seed that made them are in harness/micro/weights/manifest.json).
+    *[WeightFile(f"micro:{name}", models, "package", f"harness/micro/weights/{name}", "-",
+                 "ships with this project (rebuild: bench micro build)")
+      for name, models in (("unet.safetensors", ("model:micro",)), ("vae.safetensors", ("model:micro",)),
+                           ("vae_scaling.json", ("model:micro",)), ("text_encoder.safetensors", ("model:micro",)),
+                           ("judge_clip.safetensors", ("backbone:micro-clip",)),
+                           ("judge_dino.safetensors", ("backbone:micro-dino",)),
+                           ("judge_face.safetensors", ("backbone:micro-face",)))],
 ]
 
 def weights_dir() -> Path:
@@ -149,6 +158,9 @@ def file_sha256(path: Path) -> str:
 
 def missing_message(w: WeightFile) -> str:
     """One line: what is missing, where to put it, how to fetch it, and the tiny fallback."""
+    if w.key.startswith("micro:"):
+        return (f"weights missing: '{w.key}' (used by {', '.join(w.used_by)}) expected at {where(w)}; it ships with "
+                "this project: restore it (git checkout harness/micro/weights) or rebuild it with `bench micro build`")
     pointer = f"or point {w.env_var} at it" if w.env_var.startswith("BENCH_") else f"or pass {w.env_var}"
     return (f"weights missing: '{w.key}' (used by {', '.join(w.used_by)}) expected at {where(w)} {pointer}; "
             f"fetch it on a networked machine from {w.source}; `--profile tiny` runs anywhere without weights")
@@ -184,16 +196,22 @@ def task_families(model: Any) -> list[str]:
     return [model.family, *(["sdxl_refiner"] if getattr(model, "refiner_hub_id", None) else [])]
 
 
-def needed_keys(metric_names: list[str], families: list[str], profile: str = "full") -> list[str]:
+def needed_keys(metric_names: list[str], families: list[str], profile: str = "full",
+                backbones: dict[str, str] | None = None) -> list[str]:
     """Keys of the table a set of metrics and model families needs (with the families they imply: the SDXL
-    refiner for ``sdxl``); ``tiny`` needs only packaged files."""
+    refiner for ``sdxl``); ``tiny`` needs only packaged files. A metric computed by another backbone than its
+    declared one (``backbones``: metric -> backbone, e.g. ``micro-clip``) needs that backbone's files instead."""
     from harness.metric_registry import declaration
 
+    backbones = backbones or {}
     families = [*families, *(extra for f in families for extra in IMPLIED_FAMILIES.get(f, ()))]
-    declared = {key for name in metric_names for key in declaration(name).weights}
+    by_backbone = {f"backbone:{backbones[name]}" for name in metric_names if name in backbones}
+    declared = {key for name in metric_names if f"backbone:{backbones.get(name)}" not in
+                {m for w in WEIGHT_FILES for m in w.models} for key in declaration(name).weights}
     keys = []
     for w in WEIGHT_FILES:
-        wanted = w.key in declared or any(f"model:{f}" in w.models for f in families)
+        wanted = w.key in declared or any(f"model:{f}" in w.models for f in families) or \
+            bool(by_backbone & set(w.models))
         if wanted and (profile == "full" or w.location == "package") and w.key not in keys:
             keys.append(w.key)
     return keys
