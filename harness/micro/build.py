@@ -93,6 +93,13 @@ def build(out_dir: Path | str | None = None, check: bool = False, only: tuple[st
 
     if check:
         with tempfile.TemporaryDirectory(prefix="microworld-check-") as tmp:
+            if only is not None:  # retrain some parts next to copies of the shipped others
+                import shutil
+
+                for path in base.WEIGHTS_DIR.glob("*"):
+                    if path.is_file() and not path.name.startswith("."):
+                        shutil.copy(path, tmp)
+                only = tuple(only) + ("quality",)
             fresh = build(tmp, only=only, steps=steps)
             return compare(_read(base.WEIGHTS_DIR), fresh)
     out = Path(out_dir) if out_dir is not None else base.WEIGHTS_DIR
@@ -152,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="rebuild into a temp folder and compare quality floors")
     parser.add_argument("--only", default=None, help=f"comma list of {', '.join(PARTS)}, quality")
     parser.add_argument("--steps", action="append", default=[], help="override, e.g. --steps unet=2000")
+    parser.add_argument("--summary", action="store_true", help="print the manifest as markdown tables and exit")
     args = parser.parse_args(argv)
+    if args.summary:
+        from harness.micro import base
+
+        print(summary(_read(Path(args.out) if args.out else base.WEIGHTS_DIR)))
+        return 0
     only = tuple(args.only.split(",")) if args.only else None
     steps = {k: int(v) for k, v in (s.split("=") for s in args.steps)}
     result = build(args.out, check=args.check, only=only, steps=steps)
@@ -160,6 +173,35 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"ok": result["ok"], "failures": result["failures"]}, indent=1))
         return 0 if result["ok"] else 1
     return 0
+
+
+
+def summary(manifest: dict[str, Any]) -> str:
+    """Markdown tables of the manifest's sizes, training times and measured quality (for docs/microworld.md)."""
+    lines = ["| file | bytes | sha256 (16) | made by |", "|---|---|---|---|"]
+    for name, entry in sorted(manifest.get("files", {}).items()):
+        lines.append(f"| {name} | {entry['bytes']:,} | {entry['sha256'][:16]} | `{entry['made_by']}` |")
+    lines += ["", "| part | steps | batch | lr | seed | final loss | wall s (1 thread) |",
+              "|---|---|---|---|---|---|---|"]
+    for part, record in manifest.get("training", {}).items():
+        loss = record.get("final_loss")
+        lines.append(f"| {part} | {record['steps']} | {record.get('batch')} | {record.get('lr')} | {record['seed']} | "
+                     f"{loss:.4f} | {record['wall_s']} |")
+
+    def ci(entry: dict[str, Any]) -> str:
+        return f"{entry['mean']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}] (n={entry['n']})"
+
+    base = manifest.get("base_quality", {})
+    if base:
+        lines += ["", "| base-model measurement (judge CLIP cosine, 95% bootstrap CI) | value |", "|---|---|"]
+        for key, entry in base.items():
+            if isinstance(entry, dict) and "mean" in entry:
+                extra = entry.get("judge_attribute_accuracy")
+                suffix = f"; judge-read accuracy {extra}" if extra else ""
+                lines.append(f"| {key} | {ci(entry)}{suffix} |")
+            elif key.startswith("vae_mse") or key == "generated_faces":
+                lines.append(f"| {key} | {entry} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
