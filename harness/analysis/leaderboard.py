@@ -6,6 +6,7 @@ adapter it scores) and the gain over ``frozen`` per unit of budget. One profile 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,15 @@ def with_flags(card: dict[str, Any] | None) -> dict[str, Any]:
     stored = list(card.get("flags") or [])
     card["flags"] = stored + [f for f in card_flags(card) if f not in stored]
     return card
+
+
+def interval_digits(low: float, high: float, digits: int) -> int:
+    """Decimals of an interval's bounds: two significant figures of its width (at most ``digits``, at least 3):
+    a value needs the digits that separate it from its neighbours, its interval only its width's."""
+    width = abs(high - low)
+    if width <= 0 or not math.isfinite(width):
+        return digits
+    return max(3, min(digits, math.ceil(-math.log10(width)) + 1))
 
 
 def format_int(value: int | None) -> str:
@@ -219,7 +229,11 @@ def format_cell(row: dict[str, Any] | None, column: MetricColumn, digits: int = 
     partial = f" ({scored} of {row['n']} scored)" if scored is not None and scored != row["n"] else ""
     if row["value"] is None:
         return f"no value N={row['n']}{partial or ' (none scored)'}"
-    ci = "no CI" if row.get("ci_low") is None else f"[{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
+    if row.get("ci_low") is None:
+        ci = "no CI"
+    else:
+        d = interval_digits(row["ci_low"], row["ci_high"], digits)
+        ci = f"[{row['ci_low']:.{d}f}, {row['ci_high']:.{d}f}]"
     std = f" sd={row['std']:.3g}" if row.get("std") is not None else ""
     suffix = f" @ckpt {row['checkpoint']}" if row.get("checkpoint") is not None else ""
     if card.get("headline_checkpoint") is not None:
@@ -324,7 +338,8 @@ def _signed_ci(diff: Difference | None, digits: int) -> str:
         return "n/a"
     if diff.low is None or diff.rule == OVERLAP:
         return f"{diff.delta:+.{digits}f}"
-    return f"{diff.delta:+.{digits}f} [{diff.low:+.{digits}f}, {diff.high:+.{digits}f}]"
+    d = interval_digits(diff.low, diff.high, digits)
+    return f"{diff.delta:+.{digits}f} [{diff.low:+.{d}f}, {diff.high:+.{d}f}]"
 
 
 def leaderboard_rows(runs: list[dict[str, Any]], rank_by: MetricColumn,
