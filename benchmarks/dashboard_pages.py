@@ -10,12 +10,11 @@ Without --task: every task of the database. Prints figures; not a timed test.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from pathlib import Path
 from statistics import median
-
-import logging
 
 import streamlit as st
 from streamlit.testing.v1 import AppTest
