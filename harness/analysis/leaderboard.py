@@ -87,12 +87,12 @@ def with_flags(card: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def interval_digits(low: float, high: float, digits: int) -> int:
-    """Decimals of an interval's bounds: two significant figures of its width (at most ``digits``, at least 3):
+    """Decimals of an interval's bounds: two significant figures of its width (at most ``digits``, at least 4):
     a value needs the digits that separate it from its neighbours, its interval only its width's."""
     width = abs(high - low)
     if width <= 0 or not math.isfinite(width):
         return digits
-    return max(3, min(digits, math.ceil(-math.log10(width)) + 1))
+    return max(min(4, digits), min(digits, math.ceil(-math.log10(width)) + 1))
 
 
 def format_int(value: int | None) -> str:
