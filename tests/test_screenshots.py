@@ -75,8 +75,9 @@ def _keep(path: Path) -> None:
 
 def test_leaderboard_and_sample_grid_render_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
     with Browser() as browser:
-        text = browser.open(dashboard_url + "?page=Leaderboard", ["Leaderboard: cifar_alignment (tiny)", "bitfit_attn"])
-        dom = browser.dom()
+        text = browser.open(dashboard_url + "?page=Leaderboard", ["Leaderboard: cifar_alignment (tiny)",
+                                                                 "= marks a shared rank"])
+        dom = _grid_dom(browser, "bitfit_attn")
         for expected in ("xattn_ft", "lora_unet_r1", "clip_score [A] ↑", "reference", "1 run(s) in progress"):
             assert expected in dom, expected
         assert "Traceback" not in text and 'data-testid="stException"' not in dom
@@ -119,6 +120,17 @@ def test_compare_disagreement_sweeps_and_faceless_render_in_chromium(dashboard_u
             _keep(tmp_path / name)
 
 
+def _grid_dom(browser: Browser, expected: str, timeout: float = 30) -> str:
+    """The page's HTML once the data grids (drawn on a canvas, with an accessible copy in the DOM) hold
+    ``expected``."""
+    deadline = time.monotonic() + timeout
+    dom = browser.dom()
+    while expected not in dom and time.monotonic() < deadline:
+        time.sleep(0.5)
+        dom = browser.dom()
+    return dom
+
+
 OVERFLOW = """Array.from(document.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller'))
   .filter(e => e.offsetParent !== null).map(e => e.scrollWidth - e.clientWidth)"""  # visible tables only
 
@@ -129,6 +141,11 @@ def test_compact_leaderboard_fits_1400_px_without_scrolling_sideways(dashboard_u
     with Browser(width=1400, height=1000) as browser:
         browser.open(f"{dashboard_url}?page=Leaderboard&task={task}&profile=tiny",
                      [f"Leaderboard: {task} (tiny)", "= marks a shared rank"])
+        deadline = time.monotonic() + 30
+        overflow = browser.evaluate(OVERFLOW)
+        while not overflow and time.monotonic() < deadline:  # the grid draws after the page's text
+            time.sleep(0.5)
+            overflow = browser.evaluate(OVERFLOW)
         time.sleep(1)  # the grid sizes its columns after the first paint
         overflow = browser.evaluate(OVERFLOW)
         assert overflow and max(overflow) <= 1, overflow  # no visible table scrolls sideways
