@@ -224,6 +224,11 @@ def leaderboard_tables(store: Store, task: str, profile: str | None, wide: bool 
         scores = column_scores(store, prof_runs, rank_by)
         rows = leaderboard_rows(prof_runs, rank_by, scores)
         names = list(rows[0]) if wide else compact_columns(rank_by)
+        if wide:  # each count right after the metric it is declared beside (near-black after its prompt set's)
+            by_key = {(c.metric, c.prompt_set): c.label for c in columns}
+            ordered = [by_key[k] for k in leaderboard_columns(prof_runs) if k in by_key and by_key[k] in names]
+            rest = [n for n in names if n not in ordered and n not in compact_columns(rank_by)]
+            names = compact_columns(rank_by) + [n for n in ordered if n != rank_by.label] + rest
         if wide and any(r.get("budget_of") for r in prof_runs):
             names = [n for n in names if n != "budget of"] + ["budget of"]
         note = tie_note(rank_by, ranking(prof_runs, rank_by, scores)[0]["rule"])
