@@ -73,20 +73,40 @@ def _check_profile(profile: str | None) -> str | None:
     return profile
 
 
+def _one_line(path: Path) -> str:
+    """A spec's description, first sentence (the YAML only: listing never imports torch)."""
+    import yaml
+
+    try:
+        text = str((yaml.safe_load(path.read_text()) or {}).get("description") or "").strip()
+    except (OSError, yaml.YAMLError):
+        return "(unreadable)"
+    first = " ".join(text.split()).split(". ")[0].rstrip(".")
+    return first if len(first) <= 90 else first[:87] + "..."
+
+
+def _print_listing(files: dict[str, Path]) -> None:
+    """Aligned columns: name, one-line description, file (never wrapped)."""
+    rows = [(name, _one_line(path), str(path)) for name, path in files.items()]
+    width = max((len(name) for name, _, _ in rows), default=0)
+    described = max((len(text) for _, text, _ in rows), default=0)
+    for name, text, path in rows:
+        console.print(f"{name:<{width}}  {text:<{described}}  {path}", highlight=False, markup=False,
+                      soft_wrap=True)
+
+
 @ls_app.command("tasks")
 @user_errors
 def ls_tasks() -> None:
-    """Registered tasks."""
-    for name, path in registry.task_files().items():
-        console.print(f"{name}\t{path}", highlight=False)
+    """Registered tasks, each with its description."""
+    _print_listing(registry.task_files())
 
 
 @ls_app.command("methods")
 @user_errors
 def ls_methods() -> None:
-    """Registered methods."""
-    for name, path in registry.method_files().items():
-        console.print(f"{name}\t{path}", highlight=False)
+    """Registered methods, each with its description."""
+    _print_listing(registry.method_files())
 
 
 @app.command()
@@ -115,9 +135,12 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Spec files
 @user_errors
 def describe(task: TaskOpt, method: Annotated[str | None, typer.Option(
                  "--method", "-m", help="One method (plan + count); default: every method the task lists.")] = None,
-             profile: TaskProfileOpt = None, seed: int = 0) -> None:
-    """Print the resolved plan and the method's trainable-parameter count and share (or a table for all)."""
-    from harness.accounting import count_params
+             profile: TaskProfileOpt = None, seed: int = 0,
+             as_json: Annotated[bool, typer.Option("--json", help="Also print the resolved plan as JSON.")] = False
+             ) -> None:
+    """The method's trainable parameters, share, adapter size and budget (or a table for all methods);
+    the resolved plan with --json."""
+    from harness.accounting import count_task_methods
     from harness.plan import build_plan
 
     if method is None:
@@ -127,16 +150,29 @@ def describe(task: TaskOpt, method: Annotated[str | None, typer.Option(
         print_accounting(console, spec.name, _check_profile(profile) or spec.default_profile, seed)
         return
     plan = build_plan(task, method, _check_profile(profile), seed)
-    console.print_json(plan.model_dump_json())
-    console.print(f"plan hash: {plan.plan_hash}")
-    count = count_params(plan)
+    (account,) = count_task_methods([plan])
+    count = account.count
+    training = plan.training
+    adapter = (f"{account.adapter_bytes:,} bytes ({account.adapter_bytes / 2**20:,.2f} MiB, {account.adapter_source})"
+               if account.adapter_bytes else f"none ({account.adapter_source})")
+    budget = [f"{training.max_steps:,} steps" if getattr(training, "max_steps", None) else None,
+              f"batch {training.batch_size}" if getattr(training, "batch_size", None) else None,
+              f"lr {training.learning_rate:g}" if getattr(training, "learning_rate", None) else None,
+              f"{training.lr_schedule} schedule" if getattr(training, "lr_schedule", None) else None]
     console.print(
+        f"{plan.task.name} / {plan.method.name} ({plan.profile}, seed {plan.seed}); plan hash {plan.plan_hash}\n"
         f"trainable parameters: {count.trainable:,} on the {count.architecture}\n"
         f"  share of base model ({count.base_total:,} params in all modules of the base model): "
         f"{100 * count.share_of_base:.3f}%\n"
-        f"  share of {count.component} ({count.component_total:,} params): {100 * count.share_of_component:.3f}%",
-        highlight=False,
+        f"  share of {count.component} ({count.component_total:,} params): {100 * count.share_of_component:.3f}%\n"
+        f"adapter size: {adapter}\n"
+        f"budget: {', '.join(b for b in budget if b) or 'no training'}",
+        highlight=False, soft_wrap=True,
     )
+    if as_json:
+        console.print_json(plan.model_dump_json())
+    else:
+        console.print("resolved plan: --json", highlight=False)
 
 
 @app.command("run")
@@ -217,14 +253,17 @@ def sweep(
     """Run one ordinary run per sweep cell (overrides recorded in each plan); print a summary table."""
     from harness.commands.sweep import run_sweep
     from harness.plan import parse_grid
+    from harness.progress import RichProgress
     from harness.report import print_sweep
     from harness.store import Store
 
     if design not in ("full", "face-study"):
         raise SpecError(f"--design '{design}': expected full or face-study")
-    cells = run_sweep(task, method, parse_grid(grid or []), design, _check_profile(profile), seed,  # type: ignore[arg-type]
-                      Store(db), db.parent / "runs", model_path, data_root, force)
-    print_sweep(console, cells)
+    store = Store(db)
+    with RichProgress(err_console) as progress:
+        cells = run_sweep(task, method, parse_grid(grid or []), design, _check_profile(profile), seed,  # type: ignore[arg-type]
+                          store, db.parent / "runs", model_path, data_root, force, progress=progress)
+    print_sweep(console, cells, store)
     if any(cell.status == "failed" for cell in cells):
         raise typer.Exit(1)
 
@@ -232,13 +271,20 @@ def sweep(
 @app.command()
 @user_errors
 def leaderboard(task: TaskOpt, db: DbOpt = DEFAULT_DB,
-                profile: Annotated[str | None, typer.Option(help="Only this profile.")] = None) -> None:
-    """Completed runs of a task (latest per method), one table per profile, never ranked together."""
-    from harness.report import print_leaderboard
+                profile: Annotated[str | None, typer.Option(help="Only this profile.")] = None,
+                wide: Annotated[bool, typer.Option("--wide", help="Every column (metrics, budget, accounting).")]
+                = False,
+                fmt: Annotated[str, typer.Option("--format", help="table, or csv / json / markdown for copying.")]
+                = "table") -> None:
+    """Completed runs of a task (latest per configuration), one table per profile, never ranked together;
+    compact by default (rank with ties '=', method, headline metric with CI and N, gain, params, steps, s)."""
+    from harness.report import FORMATS, print_leaderboard
     from harness.store import Store
 
+    if fmt not in FORMATS:
+        raise SpecError(f"--format '{fmt}': expected one of {', '.join(FORMATS)}")
     task_name = registry.get_task(task).name
-    print_leaderboard(console, Store(db), task_name, profile)
+    print_leaderboard(console, Store(db), task_name, profile, wide=wide, fmt=fmt)
 
 
 @app.command("weights")
@@ -287,8 +333,10 @@ def disagree(
 
     store = Store(db)
     task_name = registry.get_task(task).name
-    store_analysis(store, analyse(store, task_name, _check_profile(profile), resamples))
-    print_disagreement(console, store.latest_disagreement(task_name, profile))
+    result = analyse(store, task_name, _check_profile(profile), resamples)
+    store_analysis(store, result)
+    print_disagreement(console, store.latest_disagreement(task_name, profile),
+                       [(f.diff_a, f.diff_b) for f in result.flips])
 
 
 @app.command()

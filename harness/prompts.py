@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -36,13 +37,31 @@ def expand_prompts(task: TaskSpec, identifiers: dict[str, str] | None = None) ->
             for class_name in task.data.classes:
                 for t, template in enumerate(task.data.templates):
                     prompts.append(EvalPrompt(prompt_set.name, f"{prompt_set.name}.{class_name}.t{t}",
-                                              template.format(c=class_name), class_name,
+                                              fill_class(template, class_name), class_name,
                                               prompt_set.samples_per_prompt))
         else:
             for prompt in prompt_set.prompts:
                 prompts.append(EvalPrompt(prompt_set.name, f"{prompt_set.name}.{prompt.id}", prompt.text,
                                           prompt.group or prompt.id, prompt_set.samples_per_prompt))
     return prompts
+
+
+VOWEL_SOUND = re.compile(r"^(?:[aeiou]|hour|honest|honou?r)", re.IGNORECASE)
+EXCEPTIONS = re.compile(r"^(?:uni|use|usu|one|eu)", re.IGNORECASE)  # "a unicorn", "a one-eyed", "a euro"
+
+
+def article(word: str) -> str:
+    """``an`` before a vowel sound (``an airplane``, ``an automobile``), else ``a`` (``a unicorn``)."""
+    return "an" if VOWEL_SOUND.match(word) and not EXCEPTIONS.match(word) else "a"
+
+
+def fill_class(template: str, class_name: str) -> str:
+    """A class template with its class filled in, the indefinite article before it made grammatical:
+    ``"a photo of a {c}"`` with ``airplane`` -> ``"a photo of an airplane"``."""
+    text = template.format(c=class_name)
+    fixed = article(class_name)
+    pattern = re.compile(rf"\b([Aa]n?) (?={re.escape(class_name)}\b)")
+    return pattern.sub(lambda m: (fixed.capitalize() if m.group(1)[0] == "A" else fixed) + " ", text)
 
 
 def _subject_prompts(task: TaskSpec, prompt_set: PromptSetSpec, identifiers: dict[str, str]) -> list[EvalPrompt]:

@@ -16,10 +16,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.analysis.leaderboard import MetricColumn, board_runs, is_count, ranked
+from harness.analysis.leaderboard import (
+    board_runs,
+    card_flags,
+    column_scores,
+    compact_columns,
+    format_int,
+    is_count,
+    leaderboard_rows,
+    metric_columns,
+    ranking,
+    tie_note,
+)
 from harness.metric_registry import DISPLAY_KINDS, find, higher_is_better
 from harness.records import ALL
-from harness.store import Store, run_label
+from harness.store import Store
 
 ANCHOR_SET = "real_vs_real"
 
@@ -90,7 +101,7 @@ def value_cells(row: dict[str, Any]) -> list[str]:
 def short_cell(row: dict[str, Any]) -> str:
     """One leaderboard cell: value, CI, N and flags."""
     display = _display(row["metric"])
-    flags = row["card"].get("flags") or []
+    flags = card_flags(row["card"])
     text = value_cells(row)[0]
     if "std" in display:
         text += f" ±{_num(row.get('std'), 5)}"
@@ -99,13 +110,14 @@ def short_cell(row: dict[str, Any]) -> str:
     text += f" (N={row['n']})"
     if "faces" in display:
         text += f" faces {row['card'].get('n_scored', '?')}"
-    if "biased_small_n" in flags:
-        text += " biased"
+    if flags:
+        text += f" [{', '.join(flags)}]"
     return text
 
 
 def _card_line(card: dict[str, Any]) -> str:
-    flags = f" | flags {', '.join(card['flags'])}" if card.get("flags") else ""
+    shown = card_flags(card)
+    flags = f" | flags {', '.join(shown)}" if shown else ""
     notes = f"\n    notes: {card['notes']}" if card.get("notes") else ""
     return (f"  card: {card['backbone']} | weights {card['weights']} | {card['preprocessing']} | "
             f"{card['scale']} | {card['library']}{flags}{notes}")
@@ -129,7 +141,7 @@ def print_run(console: Console, store: Store, run_id: str) -> None:
                   f"run {run_id}: {run['status']}", highlight=False)
     console.print(f"budget spent: {run['steps']} steps, {run['samples_seen']} samples, "
                   f"{run['train_seconds'] or 0:.1f} s train (stopped by {run['stopped_by']}); "
-                  f"trainable {run['trainable_params']:,} of {run['base_params']:,} params; "
+                  f"trainable {format_int(run['trainable_params'])} of {format_int(run['base_params'])} params; "
                   f"peak memory {_fmt_bytes(run['peak_memory_bytes'])} ({run['memory_kind']})", highlight=False)
     rows = store.aggregates(run_id)
     by_set: dict[tuple[str, str, int | None], list[dict[str, Any]]] = defaultdict(list)
@@ -193,49 +205,87 @@ def leaderboard_columns(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return ordered
 
 
-def print_leaderboard(console: Console, store: Store, task: str, profile: str | None) -> None:
-    """One table per profile (tiny never ranked with full); rows ranked by the first metric (best first).
-    An evaluation-only task's runs show the budget of the run that trained their adapter (``budget of``)."""
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def leaderboard_tables(store: Store, task: str, profile: str | None, wide: bool = False
+                       ) -> list[tuple[str, list[str], list[dict[str, Any]], str]]:
+    """Per profile: (profile, columns, rows, tie note) of the shared leaderboard (``harness.analysis``);
+    ``wide``: every column, else the compact board (rank, method, headline with CI and N, gain, params,
+    steps, seconds)."""
     runs = board_runs(store, task, profile)
-    if not runs:
-        console.print(f"no completed runs for task '{task}'" + (f" on profile {profile}" if profile else ""))
-        return
+    out = []
     for prof in sorted({r["profile"] for r in runs}):
         prof_runs = [r for r in runs if r["profile"] == prof]
-        columns = leaderboard_columns(prof_runs)
-        borrowed = any(r.get("budget_of") for r in prof_runs)
+        columns = metric_columns(prof_runs)
+        rank_by = next((c for c in columns if not c.is_count), columns[0] if columns else None)
+        if rank_by is None:
+            continue
+        scores = column_scores(store, prof_runs, rank_by)
+        rows = leaderboard_rows(prof_runs, rank_by, scores)
+        names = list(rows[0]) if wide else compact_columns(rank_by)
+        if wide:  # each count right after the metric it is declared beside (near-black after its prompt set's)
+            by_key = {(c.metric, c.prompt_set): c.label for c in columns}
+            ordered = [by_key[k] for k in leaderboard_columns(prof_runs) if k in by_key and by_key[k] in names]
+            rest = [n for n in names if n not in ordered and n not in compact_columns(rank_by)]
+            names = compact_columns(rank_by) + [n for n in ordered if n != rank_by.label] + rest
+        if wide and any(r.get("budget_of") for r in prof_runs):
+            names = [n for n in names if n != "budget of"] + ["budget of"]
+        note = tie_note(rank_by, ranking(prof_runs, rank_by, scores)[0]["rule"])
+        out.append((prof, names, [{n: row.get(n) for n in names} for row in rows], note))
+    return out
+
+
+def export_text(columns: list[str], rows: list[dict[str, Any]], fmt: str) -> str:
+    """The rows as csv, json (a list of objects) or a markdown table, for copying."""
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return json.dumps(rows, indent=2, default=str)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue().rstrip("\n")
+    def clean(value: Any) -> str:
+        return "" if value is None else str(value).replace("|", "\\|")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(clean(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def print_leaderboard(console: Console, store: Store, task: str, profile: str | None, wide: bool = False,
+                      fmt: str = "table") -> None:
+    """One table per profile (tiny never ranked with full), ranked by the first metric (best first) with
+    shared ranks ``=`` (the tie rule); the same rows and cells as the dashboard. Method names are never
+    cut; ``wide``: every column; ``fmt`` csv / json / markdown print plain text for copying."""
+    tables = leaderboard_tables(store, task, profile, wide)
+    if not tables:
+        console.print(f"no completed runs for task '{task}'" + (f" on profile {profile}" if profile else ""))
+        return
+    for prof, columns, rows, note in tables:
+        if fmt != "table":
+            console.print(export_text(columns, rows, fmt), markup=False, highlight=False, soft_wrap=True)
+            continue
         table = Table(title=f"{task} leaderboard - profile {prof}")
-        table.add_column("method")
-        for metric, prompt_set in columns:
-            label = count_label(metric) if is_count(metric) else f"{metric} ({_better(metric)} better)"
-            table.add_column(f"{label} {_in(prompt_set)}", justify="right")
-        budget = ("trainable", "steps", "samples seen", "train s", "peak mem", *(("budget of",) if borrowed else ()))
-        for name in budget:
-            table.add_column(name, justify="right")
-
-        def cell(run: dict[str, Any], column: tuple[str, str]) -> str:
-            row = next((m for m in run["metrics"] if (m["metric"], m["prompt_set"]) == column), None)
-            if row is None:
-                return "-"
-            return value_cells(row)[0] if is_count(row["metric"]) else short_cell(row)
-
-        primary = next((c for c in columns if not is_count(c[0])), None)
-        order = ranked(prof_runs, MetricColumn.of(*primary)) if primary else prof_runs
-        for run in order:
-            table.add_row(run_label(run), *(cell(run, c) for c in columns), f"{run['trainable_params'] or 0:,}",
-                          str(run["steps"]), str(run["samples_seen"]), f"{run['train_seconds'] or 0:.1f}",
-                          _fmt_bytes(run["peak_memory_bytes"]),
-                          *((run.get("budget_of") or "this run",) if borrowed else ()))
-        anchors = {(m["metric"], m["grp"]): m for r in prof_runs for m in r["metrics"] if m["prompt_set"] == ANCHOR_SET}
-        if anchors:
-            table.add_section()
-            table.add_row("[italic]real vs real (anchor)[/]",
-                          *(short_cell(anchors[(c[0], ALL)]) if (c[0], ALL) in anchors else "" for c in columns),
-                          *[""] * len(budget))
+        for name in columns:
+            if name == "method":
+                width = max(len(str(r.get(name))) for r in rows)
+                table.add_column(name, no_wrap=True, min_width=width)
+            else:
+                table.add_column(escape(name), justify="left" if name in ("rank",) else "right",
+                                 overflow="fold", no_wrap=name in ("rank", "run"))
+        for row in rows:
+            table.add_row(*(escape("" if row.get(c) is None else str(row.get(c))) for c in columns))
         console.print(table)
-        note = _tiny_note(prof)
-        if note:
-            console.print(note)
+        console.print(note + ("" if wide else " Every column: --wide; for copying: --format csv|json|markdown."),
+                      highlight=False, markup=False)
+        note_text = _tiny_note(prof)
+        if note_text:
+            console.print(note_text)
 
 
 def print_accounting(console: Console, task: str, profile: str, seed: int = 0) -> None:
@@ -262,42 +312,83 @@ def print_accounting(console: Console, task: str, profile: str, seed: int = 0) -
     console.print(table)
 
 
-def print_sweep(console: Console, cells: list[Any]) -> None:
-    """One row per sweep cell: its overrides, run id and status."""
+def print_sweep(console: Console, cells: list[Any], store: Store | None = None) -> None:
+    """One row per sweep cell: its label and overrides, steps planned and actually run, the headline metric
+    with its CI and N (the task's first score metric), status and run id."""
+    from harness.analysis.leaderboard import MetricColumn, cell_label, format_cell, headline
+
+    runs = {}
+    if store is not None:
+        for run in store.runs():
+            if any(run["run_id"] == cell.run_id for cell in cells):
+                runs[run["run_id"]] = run
+    metrics: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in (store.aggregates_of_runs(list(runs), group=ALL) if runs else []):
+        metrics[row["run_id"]].append(row)
+    first = next((key for rid in metrics for key in headline(metrics[rid]) if not is_count(key[0])
+                  and key[1] != ANCHOR_SET), None)
+    column = MetricColumn.of(*first) if first else None
     table = Table(title=f"sweep: {len(cells)} runs")
     keys = sorted({key for cell in cells for key in cell.overrides})
-    for column in ("#", *keys, "status", "run"):
-        table.add_column(column)
+    names = ["#", "cell", *(f"{k} (planned)" if k == "steps" else k for k in keys), "steps run",
+             *([escape(column.label) + " [95% CI] N"] if column else []), "status", "run"]
+    for name in names:
+        table.add_column(name, no_wrap=name in ("cell", "run"), overflow="fold")
     for i, cell in enumerate(cells, 1):
         status = cell.status if not cell.error else f"{cell.status}: {cell.error}"
-        table.add_row(str(i), *(str(cell.overrides.get(k, "")) for k in keys), status, cell.run_id)
+        run = runs.get(cell.run_id) or {"method": "?", "plan": {"overrides": cell.overrides}}
+        label = cell_label({**run, "plan": {"overrides": cell.overrides}})
+        value = []
+        if column:
+            row = headline(metrics.get(cell.run_id, [])).get((column.metric, column.prompt_set))
+            value = [escape(format_cell(row, column))]
+        table.add_row(str(i), escape(label), *(str(cell.overrides.get(k, "")) for k in keys),
+                      "-" if run.get("steps") is None else str(run["steps"]), *value, status, cell.run_id)
     console.print(table)
 
 
 def print_weights(console: Console, presence: list[Any]) -> None:
-    """The weights table: file, users, expected hash, where it goes, what points to it, and presence."""
+    """The weights table (file, users, presence, variable), then each file's place and source on its own
+    line, never wrapped, so that paths and URLs can be copied whole."""
     from harness.weights import where
 
     if not presence:
         console.print("no weights files needed (the tiny profile uses random-init backbones)")
         return
     table = Table(title="weights files (never downloaded at run time)")
-    for name in ("file", "used by", "expected sha256", "where", "env var / flag", "fetch from", "present"):
-        table.add_column(name, overflow="fold")
+    for name in ("file", "used by", "present", "env var / flag", "expected sha256"):
+        table.add_column(name, no_wrap=name in ("file", "present"), overflow="fold")
     for p in presence:
         w = p.weight
-        status = "[red]missing[/]" if p.path is None else f"[green]yes[/] {p.path}"
+        status = "[red]missing[/]" if p.path is None else "[green]yes[/]"
         if p.sha_ok is False:
-            status = f"[red]hash mismatch[/] {p.path}"
-        sha = "-" if not w.sha256 else (w.sha256 + ("... (prefix)" if len(w.sha256) < 64 else ""))
-        table.add_row(w.key, ", ".join(w.used_by), sha, where(w), w.env_var, w.source, status)
+            status = "[red]hash mismatch[/]"
+        sha = "-" if not w.sha256 else (w.sha256[:12] + ("... (prefix)" if len(w.sha256) < 64 else "..."))
+        table.add_row(w.key, ", ".join(w.used_by), status, w.env_var, sha)
     console.print(table)
+    for p in presence:
+        w = p.weight
+        console.print(f"{w.key}:", highlight=False, markup=False)
+        lines = [("goes to", str(where(w))), ("found at", str(p.path) if p.path else "-"), ("fetch from", w.source)]
+        if w.sha256:
+            lines.append(("sha256", w.sha256))
+        for name, value in lines:
+            console.print(f"  {name:10} {value}", highlight=False, markup=False, soft_wrap=True)
     console.print(f"{sum(p.path is None for p in presence)} of {len(presence)} missing; fetch them on a networked "
                   "machine and copy them to the place shown ($BENCH_WEIGHTS, HF_HOME) or point the variable at them",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
-def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> None:
+def _delta(diff: Any, fallback: float) -> str:
+    if diff is None or diff.delta is None:
+        return f"{fallback:+.3g}"
+    if diff.low is None:
+        return f"{diff.delta:+.3g} (no interval)"
+    return f"{diff.delta:+.3g} [{diff.low:+.2g}, {diff.high:+.2g}]"
+
+
+def print_disagreement(console: Console, analysis: dict[str, Any] | None, intervals: list[Any] | None = None
+                       ) -> None:
     """Rankings per metric, Kendall tau between them, and the flipped method pairs with their prompts."""
     if analysis is None:
         console.print("no disagreement analysis stored")
@@ -327,15 +418,22 @@ def print_disagreement(console: Console, analysis: dict[str, Any] | None) -> Non
     console.print(taus)
     if not analysis["flips"]:
         console.print("no method pair changes order between metrics")
-    for f in analysis["flips"]:
+    else:
+        console.print("a flip: two metrics order a pair oppositely and each order is decided (its 95% interval "
+                      "excludes 0, the leaderboard's tie rule); deltas are A - B, positive = A better", highlight=False)
+    for i, f in enumerate(analysis["flips"]):
+        diff_a, diff_b = intervals[i] if intervals and i < len(intervals) else (None, None)
         first = f["method_a"] if f["delta_a"] > 0 else f["method_b"]
         console.print(f"[bold]flip[/] {f['method_a']} vs {f['method_b']}: {f['metric_a']} {_in(f['set_a'])} prefers "
                       f"{first}, {f['metric_b']} {_in(f['set_b'])} prefers "
-                      f"{f['method_a'] if f['delta_b'] > 0 else f['method_b']}; both orders hold in "
-                      f"{100 * f['persistence']:.0f}% of prompt resamples", highlight=False)
+                      f"{f['method_a'] if f['delta_b'] > 0 else f['method_b']}; delta {_delta(diff_a, f['delta_a'])} "
+                      f"and {_delta(diff_b, f['delta_b'])}; both orders hold in "
+                      f"{100 * f['persistence']:.0f}% of prompt resamples", highlight=False, soft_wrap=True)
         for prompt in f["prompts"]:
+            on_prompt = "".join(f", delta {k[-1]} {prompt[k]:+.3g}" for k in ("delta_a", "delta_b")
+                                if prompt.get(k) is not None)
             console.print(f"    {prompt['prompt_id']} \"{escape(prompt['prompt'])}\" strength {prompt['strength']:.2f} "
-                          f"({prompt['why']})", highlight=False)
+                          f"({prompt['why']}{on_prompt})", highlight=False, soft_wrap=True)
 
 
 def print_gains(console: Console, gains: list[dict[str, Any]], method: str, reference: str, profile: str,

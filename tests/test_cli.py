@@ -30,6 +30,17 @@ def test_listing_and_help_do_not_import_torch() -> None:
     assert "HEAVY []" in out
 
 
+def test_listing_is_aligned_with_one_line_descriptions() -> None:
+    result = runner.invoke(app, ["ls", "tasks"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert "\t" not in result.stdout
+    described = {len(line) - len(line[len(line.split()[0]):].lstrip()) for line in lines}
+    assert len(described) == 1  # every description starts in the same column
+    assert len({line.index(str(PROJECT_ROOT / "tasks")) for line in lines}) == 1  # and every file
+    assert any("CIFAR-10" in line for line in lines if line.startswith("cifar_alignment"))
+
+
 def test_invalid_spec_is_one_line_exit_2(tmp_path: Path) -> None:
     data = yaml.safe_load((PROJECT_ROOT / "tasks" / "cifar_alignment.yaml").read_text())
     data["sampling"]["steps"] = -1
@@ -66,7 +77,13 @@ def test_describe_full_counts_on_real_architecture() -> None:
     assert result.exit_code == 0, result.stderr
     assert "trainable parameters: 43,962,560 on the real sd15 (meta device, no weights)" in result.stdout
     assert "share of unet (859,520,964 params): 5.115%" in result.stdout
-    assert '"learning_rate": 1e-06' in result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 10 and '"learning_rate"' not in result.stdout  # the summary, not the plan
+    assert "adapter size: 175,850,240 bytes" in result.stdout and "budget: 400 steps, batch 4" in result.stdout
+    plan = runner.invoke(app, ["describe", "--task", "cifar_alignment", "--method", "xattn_ft", "--profile", "full",
+                               "--json"])
+    assert plan.exit_code == 0 and '"learning_rate": 1e-06' in plan.stdout
+    assert plan.stdout.index("trainable parameters") < plan.stdout.index('"learning_rate"')  # summary first
 
 
 def test_full_run_without_weights_fails_cleanly(tmp_path: Path) -> None:
@@ -82,8 +99,39 @@ def test_leaderboard_shows_all_methods_with_counts(tiny_runs: dict) -> None:
     assert result.exit_code == 0, result.stderr
     for method in ("frozen", "xattn_ft", "lora_unet_r1"):
         assert method in result.stdout
-    assert result.stdout.count("(N=50)") >= 3 and result.stdout.count("(N=12)") >= 3
-    assert "profile tiny" in result.stdout
+    assert result.stdout.count("N=50") >= 3 and "profile tiny" in result.stdout
+    assert "= marks a shared rank" in result.stdout and "random_init" in result.stdout
+    wide = runner.invoke(app, ["leaderboard", "--task", "cifar_alignment", "--db", str(tiny_runs["store"].path),
+                               "--wide", "--format", "csv"])
+    assert wide.stdout.count("N=12") >= 3 and "near_black_count" in wide.stdout
+
+
+def test_leaderboard_exports_for_copying(tiny_runs: dict) -> None:
+    import csv
+    import io
+    import json
+
+    db = str(tiny_runs["store"].path)
+    rows = json.loads(runner.invoke(app, ["leaderboard", "-t", "cifar_alignment", "--db", db, "--format", "json"]
+                                    ).stdout)
+    assert [r["method"] for r in rows][0] and {"rank", "method", "gain over frozen", "trainable params"} <= set(rows[0])
+    table = list(csv.DictReader(io.StringIO(runner.invoke(
+        app, ["leaderboard", "-t", "cifar_alignment", "--db", db, "--format", "csv", "--wide"]).stdout)))
+    assert [r["method"] for r in table] == [r["method"] for r in rows] and "run" in table[0]
+    markdown = runner.invoke(app, ["leaderboard", "-t", "cifar_alignment", "--db", db, "--format", "markdown"]).stdout
+    assert markdown.startswith("| rank | method |") and markdown.strip().count("\n") == len(rows) + 1
+    bad = runner.invoke(app, ["leaderboard", "-t", "cifar_alignment", "--db", db, "--format", "xml"])
+    assert bad.exit_code == 2 and "--format" in bad.stderr
+
+
+def test_weights_paths_are_never_wrapped() -> None:
+    result = _bench("weights")
+    lines = result.stdout.splitlines()
+    places = [line.split("goes to", 1)[1].strip() for line in lines if line.strip().startswith("goes to")]
+    assert places and all("/" in place or "$" in place or "HF" in place for place in places)
+    for line in lines:
+        if line.strip().startswith(("goes to", "fetch from")):
+            assert "│" not in line  # outside the table, one line each
 
 
 def test_leaderboard_without_db_is_one_line(tmp_path: Path) -> None:

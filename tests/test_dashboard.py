@@ -13,8 +13,8 @@ from harness.store import Store
 
 APP = str(Path(__file__).parents[1] / "dashboard" / "app.py")
 TASK = "cifar_alignment"
-CLIP_A = "clip_score [A] (↑ higher is better)"
-CLIP_B = "clip_score [B] (↑ higher is better)"
+CLIP_A = "clip_score [A] ↑"
+CLIP_B = "clip_score [B] ↑"
 MEASURED = {"frozen", "xattn_ft", "lora_unet_r1", "bitfit_attn", "bitfit_attn_lr3e3"}
 
 
@@ -31,6 +31,14 @@ def _texts(elements) -> list[str]:
     return [e.value for e in elements]
 
 
+def _board(at: AppTest, every_column: bool = True):
+    """The leaderboard table (every column chosen in the column chooser unless told otherwise)."""
+    if every_column:
+        chooser = next(m for m in at.multiselect if m.label == "More columns")
+        chooser.set_value(chooser.options).run()
+    return next(d.value for d in at.dataframe if "rank" in d.value.columns)
+
+
 def _latest(board_db: dict, task: str = TASK) -> dict[str, dict]:
     return {r["method"]: r for r in latest_runs(board_db["store"], task, "tiny")}
 
@@ -43,22 +51,29 @@ def test_leaderboard_ranks_measured_runs_with_ci_n_direction_and_budget(board_db
     at = _app(board_db["db"], "Leaderboard", monkeypatch)
     assert at.header[0].value == f"Leaderboard: {TASK} (tiny)"
     assert any("tiny profile" in w for w in _texts(at.warning))
-    board = at.table[0].value
+    compact = _board(at, every_column=False)
+    assert list(compact.columns) == ["rank", "method", CLIP_A, "gain over frozen", "trainable params", "steps",
+                                     "train s"]
+    board = _board(at)
     assert set(board["method"]) == MEASURED  # no failed, no running run ranked
-    for column in (CLIP_A, CLIP_B, "near_black_count [A] (↓ lower is better)", "gain over frozen",
+    for column in (CLIP_A, CLIP_B, "near_black_count [A] ↓", "gain over frozen",
                    "gain per 1k samples", "samples seen", "trainable params", "adapter", "peak memory"):
         assert column in board.columns
     latest = _latest(board_db)
     values = {m: _overall(r, "clip_score", "A") for m, r in latest.items()}
     assert list(board["method"]) == sorted(values, key=lambda m: (-values[m], m))
-    assert list(board["rank"]) == [1, 2, 3, 4, 5]
+    ranks = [int(r.lstrip("=")) for r in board["rank"]]
+    assert ranks[0] == 1 and ranks == sorted(ranks)  # shared ranks ("=") keep the order
     row = board.set_index("method").loc["xattn_ft"]
     clip_a = next(m for m in latest["xattn_ft"]["metrics"] if (m["metric"], m["prompt_set"]) == ("clip_score", "A"))
-    assert row[CLIP_A] == f"{clip_a['value']:.4f} [{clip_a['ci_low']:.4f}, {clip_a['ci_high']:.4f}] N=50"
-    assert row["gain over frozen"] == f"{values['xattn_ft'] - values['frozen']:+.4f}"
-    gain_per_1k = (values["xattn_ft"] - values["frozen"]) / latest["xattn_ft"]["samples_seen"] * 1000
-    assert row["gain per 1k samples"] == f"{gain_per_1k:+.4f}"
-    assert row["trainable params"] == latest["xattn_ft"]["trainable_params"] and row["steps"] == 8
+    digits = len(row[CLIP_A].split(" ")[0].split(".")[1])
+    assert digits >= 4 and row[CLIP_A].startswith(f"{clip_a['value']:.{digits}f} [")
+    assert " N=50 [random_init]" in row[CLIP_A]  # the CLIP card's weights are random-init: flagged like FID's
+    gain = values["xattn_ft"] - values["frozen"]
+    assert row["gain over frozen"].startswith(f"{gain:+.{digits}f} [")
+    gain_per_1k = gain / latest["xattn_ft"]["samples_seen"] * 1000
+    assert row["gain per 1k samples"] == f"{gain_per_1k:+.{digits}f}"
+    assert row["trainable params"] == f"{latest['xattn_ft']['trainable_params']:,}" and row["steps"] == 8
     frozen = board.set_index("method").loc["frozen"]
     assert frozen["gain over frozen"] == "reference" and frozen["adapter"] == "none"
     assert frozen["gain per 1k samples"] == "n/a"  # no budget spent: no gain per unit of budget
@@ -77,9 +92,10 @@ def test_leaderboard_lists_runs_in_progress_and_failed_runs_apart(board_db, monk
 
 def test_leaderboard_reranks_by_another_metric(board_db, monkeypatch) -> None:
     at = _app(board_db["db"], "Leaderboard", monkeypatch)
-    at.selectbox(key="rank_by").set_value(CLIP_B).run()
+    at.selectbox(key=f"rank_by|{TASK}|tiny").set_value(CLIP_B).run()
     values = {m: _overall(r, "clip_score", "B") for m, r in _latest(board_db).items()}
-    assert list(at.table[0].value["method"]) == sorted(values, key=lambda m: (-values[m], m))
+    assert list(_board(at, every_column=False)["method"]) == sorted(values, key=lambda m: (-values[m], m))
+    assert at.query_params["rank_by"] == CLIP_B  # the choice is in the URL
 
 
 def test_compare_deltas_against_frozen_are_paired_means_with_cis(board_db, monkeypatch) -> None:
@@ -97,7 +113,7 @@ def test_compare_deltas_against_frozen_are_paired_means_with_cis(board_db, monke
     assert row["ci_low"] <= row["delta"] <= row["ci_high"]
     assert any("no method of this task was scored at several checkpoints" in t for t in _texts(at.info))
     at.radio(key="compare_level").set_value("prompt").run()
-    at.multiselect(key="compare_methods").set_value(["xattn_ft"]).run()
+    at.multiselect(key=f"compare_methods|{TASK}|tiny").set_value(["xattn_ft"]).run()
     per_prompt = at.dataframe[0].value
     assert len(per_prompt) == 50 and set(per_prompt["method"]) == {"xattn_ft"}
 
@@ -118,7 +134,7 @@ def test_samples_grid_is_prompts_by_methods_with_scores(board_db, monkeypatch) -
     captions = [c for image in at.image for c in image.captions]
     assert f"xattn_ft: clip_score {score:.4f}" in captions
     assert any("same seed and sample index for every method" in c for c in _texts(at.caption))
-    at.selectbox(key="samples_group").set_value("cat").run()
+    at.selectbox(key=f"samples_group|{TASK}|tiny|A").set_value("cat").run()
     assert len(at.image) == 5 * len(MEASURED) + 1
     detail = dict(zip(at.dataframe[0].value["field"], at.dataframe[0].value["value"], strict=True))
     run_id = detail["run"]
@@ -144,13 +160,13 @@ def test_samples_show_near_black_flags(board_db, monkeypatch) -> None:
     assert len(captions) == 12 + 1 and all(c.endswith("[NEAR-BLACK]") for c in captions)
     detail = dict(zip(at.dataframe[0].value["field"], at.dataframe[0].value["value"], strict=True))
     assert detail["near-black"] == "True"
-    at = _app(board_db["db"], "Leaderboard", monkeypatch, task="cifar_nearblack")
-    assert at.table[0].value["near_black_count [A] (↓ lower is better)"].iloc[0] == "50 of 50"
+    at = _app(board_db["db"], "Leaderboard", monkeypatch, task="cifar_nearblack", columns="near_black_count [A] ↓")
+    assert _board(at, every_column=False)["near_black_count [A] ↓"].iloc[0] == "50 of 50"
 
 
 def test_sweeps_plot_the_metric_against_the_swept_learning_rate(board_db, monkeypatch) -> None:
     at = _app(board_db["db"], "Sweeps", monkeypatch)
-    assert at.selectbox(key="sweep_kind").options == ["bitfit"]
+    assert at.selectbox(key=f"sweep_kind|{TASK}|tiny").options == ["bitfit"]
     next(s for s in at.selectbox if s.label == "Parameter").set_value("lr").run()
     points = at.dataframe[0].value.set_index("method")
     latest = _latest(board_db)
@@ -175,7 +191,7 @@ def test_reported_figures_sit_beside_measured_values_unranked(board_db, monkeypa
                if m["grp"] == "cat" and m["metric"] == "clip_score")
     assert frozen_cat["measured"] == pytest.approx(cat["value"], abs=1e-6) and frozen_cat["measured N"] == 5
     assert any("never ranked" in c for c in _texts(at.caption))
-    board = _app(board_db["db"], "Leaderboard", monkeypatch).table[0].value
+    board = _board(_app(board_db["db"], "Leaderboard", monkeypatch))
     assert len(board) == len(MEASURED)  # the published rows are not in the ranking
     none = _app(board_db["db"], "Reported vs measured", monkeypatch, task="cifar_nearblack")
     assert any(t.startswith("no reported figures for cifar_nearblack") for t in _texts(none.info))
@@ -185,3 +201,43 @@ def test_missing_database_is_a_clear_message(tmp_path, monkeypatch) -> None:
     at = _app(tmp_path / "nothing.duckdb", "Leaderboard", monkeypatch)
     assert _texts(at.error) == [f"no results database at {tmp_path / 'nothing.duckdb'}: run "
                                 f"`bench run --task T --method M --db {tmp_path / 'nothing.duckdb'}` first"]
+
+
+def test_url_round_trip_restores_a_filtered_view(board_db, monkeypatch) -> None:
+    at = _app(board_db["db"], "Samples", monkeypatch, task=TASK, profile="tiny")
+    at.selectbox(key=f"samples_set|{TASK}|tiny").set_value("B").run()
+    at.multiselect(key=f"samples_methods|{TASK}|tiny").set_value(["xattn_ft", "frozen"]).run()
+    next(n for n in at.number_input if n.label == "Sample index").set_value(1).run()
+    query = {k: at.query_params[k] for k in at.query_params}
+    assert query["page"] == "Samples" and query["task"] == TASK and query["profile"] == "tiny"
+    assert query["prompt_set"] == "B" and query["methods"] == "xattn_ft,frozen" and query["sample"] == "1"
+    captions = sorted(c for image in at.image for c in image.captions)
+    again = _app(board_db["db"], **query, monkeypatch=monkeypatch)  # the shared link
+    assert sorted(c for image in again.image for c in image.captions) == captions
+    assert again.multiselect(key=f"samples_methods|{TASK}|tiny").value == ["xattn_ft", "frozen"]
+    page = again.radio(key="page")
+    page.set_value("Disagreement").run()
+    assert again.query_params["page"] == "Disagreement"  # the address follows the page
+
+
+def test_changing_task_resets_the_method_filter(board_db, monkeypatch) -> None:
+    at = _app(board_db["db"], "Samples", monkeypatch, task=TASK, profile="tiny", methods="xattn_ft")
+    assert at.multiselect(key=f"samples_methods|{TASK}|tiny").value == ["xattn_ft"]
+    at.selectbox(key="task").set_value("cifar_nearblack").run()
+    assert "methods" not in at.query_params and at.query_params["task"] == "cifar_nearblack"
+    assert at.multiselect(key="samples_methods|cifar_nearblack|tiny").value == ["frozen"]
+
+
+def test_tied_pair_shares_a_rank(board_db, monkeypatch) -> None:
+    from harness.analysis.leaderboard import board_runs, column_scores, metric_columns, ranking
+
+    runs = board_runs(board_db["store"], TASK, "tiny")
+    column = next(c for c in metric_columns(runs) if c.label == CLIP_A)
+    entries = ranking(runs, column, column_scores(board_db["store"], runs, column))
+    tied = [e for e in entries if e["tied"]]
+    assert tied, "the tiny runs hold methods whose paired interval includes 0"
+    board = _board(_app(board_db["db"], "Leaderboard", monkeypatch), every_column=False).set_index("method")
+    for entry in entries:
+        assert board.loc[entry["run"]["method"], "rank"] == ("=" if entry["tied"] else "") + str(entry["rank"])
+    at = _app(board_db["db"], "Leaderboard", monkeypatch)
+    assert any("= marks a shared rank" in c and "paired-bootstrap" in c for c in _texts(at.caption))

@@ -36,14 +36,20 @@ def test_rankings_tau_and_flips_follow_the_stored_values(tiny_runs) -> None:
     assert tau.tau == pytest.approx(kendalltau([a[m] for m in methods], [b[m] for m in methods]).statistic)
     assert -1.0 <= tau.ci_low <= tau.ci_high <= 1.0
     pairs = [(x, y) for i, x in enumerate(methods) for y in methods[i + 1:]]
-    flipped = {(x, y) for x, y in pairs if (a[x] - a[y]) * (b[x] - b[y]) < 0}
+    ra, rb = result.rankings
+    # a flip: opposite orders, each decided by the tie rule (its paired-bootstrap interval excludes 0)
+    flipped = {(x, y) for x, y in pairs if (a[x] - a[y]) * (b[x] - b[y]) < 0
+               and ra.difference(x, y).decided and rb.difference(x, y).decided}
     assert {(f.method_a, f.method_b) for f in result.flips} == flipped
+    for x, y in pairs:
+        diff = ra.difference(x, y)
+        assert diff.rule.startswith("paired") and diff.delta == pytest.approx(a[x] - a[y], abs=1e-9)
     prompt_ids = {s["prompt_id"] for s in store.samples(tiny_runs["outcomes"]["frozen"].run_id)}
     for flip in result.flips:
         assert flip.delta_a == pytest.approx(a[flip.method_a] - a[flip.method_b])
         assert flip.delta_b == pytest.approx(b[flip.method_a] - b[flip.method_b])
         assert flip.prompts and all(p["prompt_id"] in prompt_ids for p in flip.prompts)
-        assert 0.0 <= flip.persistence <= 1.0
+        assert 0.0 <= flip.persistence <= 1.0 and flip.diff_a.decided and flip.diff_b.decided
 
 
 def test_analysis_is_stored_and_the_cli_prints_it(tiny_runs) -> None:
@@ -120,3 +126,19 @@ def test_checkpointed_method_counts_each_image_once(checkpointed_runs) -> None:
     a, b = (next(r for r in result.rankings if r.label == label) for label in ("clip_i[diverse]", "clip_i[simple]"))
     assert tau.tau == pytest.approx(kendalltau([a.oriented(m) for m in methods],
                                                [b.oriented(m) for m in methods]).statistic, nan_ok=True)
+
+
+def test_ties_are_not_flips_and_set_level_orders_need_separated_intervals() -> None:
+    from harness.analysis.disagree import Ranking, flips
+
+    def ranking(metric: str, values: dict[str, float], half: float) -> Ranking:
+        rows = {m: {"value": v, "ci_low": v - half, "ci_high": v + half} for m, v in values.items()}
+        return Ranking(metric, "test", False, values, {m: 4 for m in values}, rows=rows)
+
+    # FID prefers a, KID prefers b, both with intervals far apart: a flip
+    apart = [ranking("fid", {"a": 1.0, "b": 2.0}, 0.1), ranking("kid", {"a": 0.02, "b": 0.01}, 0.001)]
+    (flip,) = flips(apart, ["a", "b"], {}, [])
+    assert flip.diff_a.rule == "stored intervals overlap" and flip.diff_a.decided and flip.prompts == []
+    # the KID values differ in the 6th digit with overlapping intervals: a tie, no flip
+    close = [apart[0], ranking("kid", {"a": 0.0100002, "b": 0.0100001}, 0.001)]
+    assert flips(close, ["a", "b"], {}, []) == []

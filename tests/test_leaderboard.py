@@ -19,7 +19,7 @@ from harness.analysis.leaderboard import (
 from harness.report import print_leaderboard
 from harness.store import Store
 
-FID = "fid [test] (↓ lower is better)"
+FID = "fid [test] ↓"
 
 
 def _run(store: Store, run_id: str, task: str, method: str, fid: float | None, fields: dict,
@@ -81,11 +81,12 @@ def test_cli_and_dashboard_show_the_same_ranking_and_borrowed_budget(tmp_path: P
     assert rows[0]["budget of"] == "deepfashion run df-lora" and rows[0]["samples seen"] == 800
     assert rows[0]["gain over frozen"] == "+10.0000" and rows[0]["gain per 1k samples"] == "+12.5000"
     assert FID in rows[0] and rows[1][FID].startswith("45.0000 no CI N=20 (headline: step 4")
-    console = Console(record=True, width=300)
-    print_leaderboard(console, store, "coco_generalization", "tiny")
+    console = Console(record=True, width=600)
+    print_leaderboard(console, store, "coco_generalization", "tiny", wide=True)
     text = console.export_text()
     lines = [line for line in text.splitlines() if "│" in line and "real vs real" not in line]
-    assert [line.split("│")[1].strip() for line in lines] == ["lora_unet_r1", "ti_then_ft", "frozen"]
-    assert "fid (lower better) [test]" in text and "budget of" in text
+    assert [line.split("│")[2].strip() for line in lines] == ["lora_unet_r1", "ti_then_ft", "frozen"]
+    assert "fid [test] ↓" in text and "budget of" in text
     cells = [c.strip() for c in lines[0].split("│")]
+    assert [c.strip() for c in lines[0].split("│")][1] == "=1"  # no interval stored: FID cannot separate them
     assert "deepfashion run df-lora" in cells and "100" in cells and "800" in cells  # the source run's budget

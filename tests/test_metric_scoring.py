@@ -155,18 +155,18 @@ def test_every_tiny_aggregate_carries_card_ci_and_n(tiny_runs) -> None:
 
 
 def test_leaderboard_puts_near_black_beside_its_metric(tiny_runs) -> None:
+    """In the wide board each count follows its metric (the ranking metric's count follows the compact block)."""
     from harness.report import print_leaderboard
 
     store = tiny_runs["store"]
     console = Console(record=True, width=400)
-    print_leaderboard(console, store, "cifar_alignment", "tiny")
+    print_leaderboard(console, store, "cifar_alignment", "tiny", wide=True, fmt="csv")
     text = console.export_text()
-    header = next(line for line in text.splitlines() if "near-black [A]" in line)
-    cells = [cell.strip() for cell in header.split("┃") if cell.strip()]
-    for prompt_set in ("A", "B"):
-        clip = cells.index(f"clip_score (higher better) [{prompt_set}]")
-        assert cells.index(f"near-black [{prompt_set}]") == clip + 1
-    assert "(N=50)" in text
+    header = text.splitlines()[0].split(",")
+    assert header.index("near_black_count [B] ↓") == header.index("clip_score [B] ↑") + 1
+    assert header.index("near_black_count [A] ↓") == header.index("train s") + 1
+    assert header.index("clip_score [A] ↑") < header.index("train s")
+    assert "N=50" in text
 
 
 def test_bench_weights_reports_missing_files(tmp_path, monkeypatch) -> None:

@@ -11,7 +11,19 @@ import streamlit as st
 from harness.analysis.compare import checkpoint_curves, deltas_vs_reference
 from harness.analysis.leaderboard import REFERENCE_METHOD
 from harness.store import Store
-from panels.common import latest_runs, method_of, no_runs, profile_note, score_columns, table
+from panels.common import (
+    cached,
+    latest_runs,
+    method_of,
+    no_runs,
+    param,
+    profile_note,
+    scope,
+    score_columns,
+    set_param,
+    split_labels,
+    table,
+)
 
 LEVELS = {"class / subject (group)": "grp", "prompt": "prompt_id"}
 
@@ -24,9 +36,13 @@ def render(store: Store, task: str, profile: str) -> None:
         no_runs(task, profile)
         return
     reference = next((r for r in runs if r["method"] == REFERENCE_METHOD), None)
-    others = [r["method"] for r in runs if r is not reference]
-    picked = st.multiselect("Methods", others, default=others, key="compare_methods")
-    per_image = {(r["metric"], r["prompt_set"]) for r in store.per_image_metrics([r["run_id"] for r in runs])}
+    labels_of = method_of(runs)
+    others = [labels_of[r["run_id"]] for r in runs if r is not reference]
+    wanted = [m for m in split_labels(param("methods")) if m in others]
+    picked = st.multiselect("Methods", others, default=wanted or others, key=f"compare_methods|{scope(task, profile)}")
+    set_param("methods", picked if picked != others else None)
+    per_image = {(r["metric"], r["prompt_set"]) for r in cached(store, "per_image_metrics",
+                                                                [r["run_id"] for r in runs])}
     columns = [c for c in score_columns(runs) if (c.metric, c.prompt_set) in per_image]  # FID/KID: set metrics
     if reference is None:
         st.warning(f"no '{REFERENCE_METHOD}' run on this profile to compare against: run "
@@ -35,10 +51,11 @@ def render(store: Store, task: str, profile: str) -> None:
         st.info("no per-sample metric stored for these runs")
     elif picked:
         labels = [c.label for c in columns]
-        column = columns[labels.index(st.selectbox("Metric", labels, key="compare_metric"))]
+        column = columns[labels.index(st.selectbox("Metric", labels, key=f"compare_metric|{scope(task, profile)}"))]
         level = LEVELS[st.radio("Per", list(LEVELS), horizontal=True, key="compare_level")]
-        chosen = [r for r in runs if r["method"] in picked] + [reference]
-        scores = store.grouped_sample_scores([r["run_id"] for r in chosen], column.metric, column.prompt_set)
+        chosen = [r for r in runs if labels_of[r["run_id"]] in picked] + [reference]
+        scores = cached(store, "grouped_sample_scores", [r["run_id"] for r in chosen], column.metric,
+                        column.prompt_set)
         deltas = deltas_vs_reference(scores, method_of(chosen), reference["run_id"], level)
         _delta_chart(deltas, level, column.label)
     _checkpoints(store, runs)
@@ -51,16 +68,24 @@ def _delta_chart(deltas: list[dict[str, Any]], level: str, label: str) -> None:
     st.caption(f"delta = mean(method) - mean({REFERENCE_METHOD}) on {label}; 95% bootstrap CI; paired on "
                "(prompt, sample index) when both runs used the same seeds")
     frame = pd.DataFrame(deltas)
-    base = alt.Chart(frame).encode(y=alt.Y(f"{level}:N", title=None), yOffset="method:N", color="method:N")
-    bars = base.mark_bar().encode(x=alt.X("delta:Q", title=f"delta vs {REFERENCE_METHOD}"))
-    errors = base.mark_errorbar().encode(x="ci_low:Q", x2="ci_high:Q")
-    st.altair_chart(bars + errors, width="stretch")
+    # one point and interval per (group, configuration) side by side: never stacked (a sum of deltas means
+    # nothing); a distinct colour per sweep cell, its label in the legend
+    methods = sorted(frame["method"].unique())
+    height = max(200, min(4000, 14 * len(frame) + 40))
+    color = alt.Color("method:N", scale=alt.Scale(scheme="tableau20" if len(methods) > 10 else "tableau10"),
+                      legend=alt.Legend(title="method", labelLimit=400, columns=1))
+    base = alt.Chart(frame).encode(y=alt.Y(f"{level}:N", title=None), yOffset=alt.YOffset("method:N", sort=methods),
+                                   color=color, tooltip=["method", level, "delta", "ci_low", "ci_high", "n"])
+    points = base.mark_point(filled=True, size=40).encode(x=alt.X("delta:Q", title=f"delta vs {REFERENCE_METHOD}"))
+    errors = base.mark_rule().encode(x="ci_low:Q", x2="ci_high:Q")
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="grey").encode(x="x:Q")
+    st.altair_chart((errors + points + zero).properties(height=height), width="stretch")
     table(deltas)
 
 
 def _checkpoints(store: Store, runs: list[dict[str, Any]]) -> None:
     st.subheader("Checkpoint curves")
-    rows = store.aggregates_of_runs([r["run_id"] for r in runs], group="__all__")
+    rows = cached(store, "aggregates_of_runs", [r["run_id"] for r in runs], "__all__")
     curves = checkpoint_curves(rows, method_of(runs))
     if not curves:
         st.info("no method of this task was scored at several checkpoints yet (runs that store metrics per "

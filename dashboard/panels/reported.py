@@ -9,7 +9,7 @@ import streamlit as st
 from harness.analysis.reported import beside_measured, load_reported, overrides_key, reported_dir
 from harness.specs import SpecError
 from harness.store import Store
-from panels.common import profile_note, table
+from panels.common import cached, profile_note, table
 
 
 def latest_per_configuration(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -33,10 +33,13 @@ def render(store: Store, task: str, profile: str) -> None:
     if not figures:
         st.info(f"no reported figures for {task} (add {reported_dir() / (task + '.csv')})")
         return
-    runs = latest_per_configuration(store.completed_runs(task, profile))
+    runs = latest_per_configuration(cached(store, "completed_runs", task, profile))
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for row in cached(store, "aggregates_of_runs", [r["run_id"] for r in runs], None):
+        by_run.setdefault(row["run_id"], []).append(row)
     measured = [{**row, "method": run["method"], "overrides": (run.get("plan") or {}).get("overrides"),
                  "profile": run["profile"]}
-                for run in runs for row in store.aggregates(run["run_id"])]
+                for run in runs for row in by_run.get(run["run_id"], [])]
     rows = beside_measured(figures, measured)
     matched = sum(r["measured run"] is not None for r in rows)
     st.caption(f"{matched} of {len(rows)} reported figures have a measured counterpart on profile {profile} "

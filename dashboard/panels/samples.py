@@ -1,7 +1,9 @@
-"""Samples: prompts x methods at the same seed and sample index; flags; one image full size."""
+"""Samples: prompts x methods at the same seed and sample index, a header per column, the subject's real
+photos beside the generated ones on subject tasks; flags; one image full size. Filters live in the URL."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -9,9 +11,21 @@ from typing import Any
 import streamlit as st
 
 from harness.store import Store
-from panels.common import latest_runs, no_runs, param, profile_note, table
+from panels.common import (
+    cached,
+    latest_runs,
+    method_of,
+    no_runs,
+    param,
+    profile_note,
+    scope,
+    set_param,
+    split_labels,
+    table,
+)
 
 ALL_GROUPS = "(all)"
+REFERENCES_SHOWN = 3  # real photos of a subject shown beside its generated samples
 # Per-sample scores stored as NULL when the image has nothing to score, and the flag that NULL means:
 # face_distance is NULL when MTCNN finds no face (those images make the run's faceless_count).
 NULL_MEANS = {"face_distance": "FACELESS"}
@@ -27,7 +41,8 @@ def flags(sample: dict[str, Any]) -> list[str]:
 
 def caption(sample: dict[str, Any]) -> str:
     scores = " | ".join(f"{k} {v:.4f}" for k, v in sorted(sample["scores"].items()) if v is not None)
-    return " ".join([f"{sample['method']}:", scores or "no scores", *(f"[{f}]" for f in flags(sample))])
+    name = sample.get("label") or sample["method"]
+    return " ".join([f"{name}:", scores or "no scores", *(f"[{f}]" for f in flags(sample))])
 
 
 def render(store: Store, task: str, profile: str) -> None:
@@ -37,23 +52,35 @@ def render(store: Store, task: str, profile: str) -> None:
     if not runs:
         no_runs(task, profile)
         return
-    sets = store.prompt_sets([r["run_id"] for r in runs])
+    sets = cached(store, "prompt_sets", [r["run_id"] for r in runs])
     if not sets:
         st.info("these runs stored no samples")
         return
+    key = scope(task, profile)
     names = [s["prompt_set"] for s in sets]
     wanted = param("prompt_set")
     prompt_set = st.selectbox("Prompt set", names, index=names.index(wanted) if wanted in names else 0,
-                              key="samples_set")
+                              key=f"samples_set|{key}")
+    set_param("prompt_set", prompt_set)
     info = sets[names.index(prompt_set)]
-    group = st.selectbox("Class / group", [ALL_GROUPS, *info["groups"]], key="samples_group")
-    # no widget keys where the bounds depend on other filters: a new bound starts a fresh widget
-    sample_idx = int(st.number_input("Sample index", 0, int(info["max_sample_idx"]), 0))
-    methods = [r["method"] for r in runs]
-    wanted_methods = [m for m in (param("methods") or "").split(",") if m in methods]
-    picked = st.multiselect("Methods", methods, default=wanted_methods or methods, key="samples_methods")
-    chosen = [r["run_id"] for r in runs if r["method"] in picked]
-    grid = [s for s in store.sample_grid(chosen, prompt_set, sample_idx) if group in (ALL_GROUPS, s["grp"])]
+    groups = [ALL_GROUPS, *info["groups"]]
+    group = st.selectbox("Class / group", groups, index=groups.index(param("group")) if param("group") in groups
+                         else 0, key=f"samples_group|{key}|{prompt_set}")
+    set_param("group", None if group == ALL_GROUPS else group)
+    top = int(info["max_sample_idx"])
+    asked = param("sample") or "0"
+    wanted_idx = min(int(asked), top) if asked.isdigit() else 0
+    # the key carries the bound: a prompt set with another largest index starts a fresh widget
+    sample_idx = int(st.number_input("Sample index", 0, top, wanted_idx, key=f"samples_idx|{key}|{prompt_set}|{top}"))
+    set_param("sample", sample_idx or None)
+    labels_of = method_of(runs)
+    methods = [labels_of[r["run_id"]] for r in runs]
+    wanted_methods = [m for m in split_labels(param("methods")) if m in methods]
+    picked = st.multiselect("Methods", methods, default=wanted_methods or methods, key=f"samples_methods|{key}")
+    set_param("methods", picked if picked != methods else None)
+    chosen = [r["run_id"] for r in runs if labels_of[r["run_id"]] in picked]
+    grid = [{**s, "label": labels_of[s["run_id"]]} for s in cached(store, "sample_grid", chosen, prompt_set, sample_idx)
+            if group in (ALL_GROUPS, s["grp"])]
     prompt_filter = param("prompt_id")
     if prompt_filter:
         st.caption(f"filtered to prompt {prompt_filter} (from a link)")
@@ -63,14 +90,68 @@ def render(store: Store, task: str, profile: str) -> None:
         return
     by_prompt: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for sample in grid:
-        by_prompt[sample["prompt_id"]][sample["method"]] = sample
+        by_prompt[sample["prompt_id"]][sample["label"]] = sample
     _seed_note(grid)
     flagged = sum(bool(flags(s)) for s in grid)
     st.caption(f"{len(by_prompt)} prompts x {len(picked)} methods; {flagged} flagged samples")
-    limit = int(st.number_input("Prompts shown", 1, len(by_prompt), min(12, len(by_prompt))))
+    limit = int(st.number_input("Prompts shown", 1, len(by_prompt), min(12, len(by_prompt)),
+                                key=f"samples_limit|{key}|{len(by_prompt)}"))
+    references = reference_images(runs, [s["grp"] for s in grid])
+    columns = [label for label in picked if any(label in row for row in by_prompt.values())]
+    _header(columns, bool(references))
     for prompt_id in list(by_prompt)[:limit]:
-        _grid_row(prompt_id, by_prompt[prompt_id], picked)
+        _grid_row(prompt_id, by_prompt[prompt_id], columns, references)
     _full_size(grid)
+
+
+def reference_images(runs: list[dict[str, Any]], groups: list[str]) -> dict[str, list[str]]:
+    """Real photos of each subject of a subject task (the images the methods were fine-tuned on and CLIP-I /
+    DINO compare with), by subject; empty for other tasks."""
+    plan = next((r.get("plan") for r in runs if r.get("plan")), None) or {}
+    data = (plan.get("task") or {}).get("data") or {}
+    if data.get("adapter") != "dreambooth" or not data.get("subjects"):
+        return {}
+    return _subject_photos(json.dumps(plan, sort_keys=True), tuple(sorted(set(groups))))
+
+
+@st.cache_data(show_spinner=False)
+def _subject_photos(plan_json: str, subjects: tuple[str, ...]) -> dict[str, list[str]]:
+    try:
+        from harness.data import dreambooth, dreambooth_root
+        from harness.plan import RunPlan
+
+        plan = RunPlan.model_validate(json.loads(plan_json))
+        root = Path(dreambooth_root(plan))
+        return {s: [str(p) for p in dreambooth.image_files(root, s)[:REFERENCES_SHOWN]] for s in subjects}
+    except Exception:  # noqa: BLE001 - data not on this machine: the grid shows without references
+        return {}
+
+
+def _header(columns: list[str], with_references: bool) -> None:
+    """Column headers above the grid: one per configuration (the subject's real photos first)."""
+    names = (["real photos (reference)"] if with_references else []) + columns
+    for cell, name in zip(st.columns(len(names)), names, strict=True):
+        cell.markdown(f"**{name}**")
+
+
+def _grid_row(prompt_id: str, by_method: dict[str, dict[str, Any]], methods: list[str],
+              references: dict[str, list[str]]) -> None:
+    first = next(iter(by_method.values()))
+    st.markdown(f"**{prompt_id}**: {first['prompt']} (seed {first['seed']})")
+    cells = st.columns(len(methods) + bool(references))
+    if references:
+        photos = references.get(first["grp"], [])
+        if photos:
+            cells[0].image(photos, width=60, caption=[f"{first['grp']} (real)"] + [""] * (len(photos) - 1))
+        else:
+            cells[0].write("no reference photos found")
+        cells = cells[1:]
+    for cell, method in zip(cells, methods, strict=True):
+        sample = by_method.get(method)
+        if sample is None:
+            cell.write(f"{method}: no sample")
+            continue
+        cell.image(str(Path(sample["run_dir"]) / sample["file"]), caption=caption(sample), width=128)
 
 
 def _seed_note(grid: list[dict[str, Any]]) -> None:
@@ -84,26 +165,14 @@ def _seed_note(grid: list[dict[str, Any]]) -> None:
         st.caption("every row: the same seed and sample index for every method (aligned generators)")
 
 
-def _grid_row(prompt_id: str, by_method: dict[str, dict[str, Any]], methods: list[str]) -> None:
-    first = next(iter(by_method.values()))
-    st.markdown(f"**{prompt_id}**: {first['prompt']} (seed {first['seed']})")
-    cells = st.columns(len(methods))
-    for cell, method in zip(cells, methods, strict=True):
-        sample = by_method.get(method)
-        if sample is None:
-            cell.write(f"{method}: no sample")
-            continue
-        cell.image(str(Path(sample["run_dir"]) / sample["file"]), caption=caption(sample), width=128)
-
-
 def _full_size(grid: list[dict[str, Any]]) -> None:
     st.subheader("Full-size view")
-    options = [f"{s['method']} | {s['prompt_id']}" for s in grid]
-    choice = st.selectbox("Image", options, key="samples_full")
+    options = [f"{s['label']} | {s['prompt_id']}" for s in grid]
+    choice = st.selectbox("Image", options)  # options follow the filters: a fresh widget when they change
     sample = grid[options.index(choice)]
     st.image(str(Path(sample["run_dir"]) / sample["file"]), caption=caption(sample))
     table([{"field": k, "value": str(v)} for k, v in [
-        ("method", sample["method"]), ("prompt", sample["prompt"]), ("prompt id", sample["prompt_id"]),
+        ("method", sample["label"]), ("prompt", sample["prompt"]), ("prompt id", sample["prompt_id"]),
         ("group", sample["grp"]), ("sample index", sample["sample_idx"]), ("seed", sample["seed"]),
         ("mean intensity", sample["mean_intensity"]), ("near-black", sample["near_black"]),
         *sorted(sample["scores"].items()), ("file", sample["file"]), ("run", sample["run_id"])]])

@@ -10,9 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from harness.analysis.compare import sweep_parameters
-from harness.analysis.leaderboard import headline, metric_columns
+from harness.analysis.leaderboard import cell_label, headline, metric_columns
 from harness.store import Store
-from panels.common import no_runs, profile_note, table
+from panels.common import cached, no_runs, profile_note, scope, table
 
 
 def swept(runs: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -28,12 +28,12 @@ def swept(runs: list[dict[str, Any]]) -> dict[str, list[str]]:
 def render(store: Store, task: str, profile: str) -> None:
     st.header(f"Sweeps: {task} ({profile})")
     profile_note(profile)
-    runs = store.completed_runs(task, profile)
+    runs = cached(store, "completed_runs", task, profile)
     if not runs:
         no_runs(task, profile)
         return
     metrics = defaultdict(list)
-    for row in store.aggregates_of_runs([r["run_id"] for r in runs], group="__all__"):
+    for row in cached(store, "aggregates_of_runs", [r["run_id"] for r in runs], "__all__"):
         metrics[row["run_id"]].append(row)
     for run in runs:
         run["metrics"], run["params"] = metrics[run["run_id"]], sweep_parameters(run)
@@ -42,7 +42,7 @@ def render(store: Store, task: str, profile: str) -> None:
         st.info(f"no sweep stored for {task} on {profile}: lr, rank, steps and schedule do not vary across "
                 "the runs of any method kind")
         return
-    kind = st.selectbox("Method kind", sorted(kinds), key="sweep_kind")
+    kind = st.selectbox("Method kind", sorted(kinds), key=f"sweep_kind|{scope(task, profile)}")
     members = [r for r in runs if r["method_kind"] == kind]
     x = st.selectbox("Parameter", kinds[kind])  # options depend on the kind: no key, a fresh widget per kind
     columns = metric_columns(members)
@@ -52,8 +52,7 @@ def render(store: Store, task: str, profile: str) -> None:
     for run in members:
         row = headline(run["metrics"]).get((column.metric, column.prompt_set))
         if row is not None and x in run["params"]:
-            others = {k: v for k, v in run["params"].items() if k not in (x, "steps run")}
-            points.append({"method": run["method"], "cell": ", ".join(f"{k}={v}" for k, v in sorted(others.items())),
+            points.append({"method": run["method"], "cell": cell_label(run),
                            x: run["params"][x], "value": row["value"],
                            "ci_low": row.get("ci_low"), "ci_high": row.get("ci_high"), "n": row["n"],
                            **{k: v for k, v in run["params"].items() if k != x}, "run": run["run_id"]})
@@ -62,6 +61,7 @@ def render(store: Store, task: str, profile: str) -> None:
     chart = alt.Chart(pd.DataFrame(points)).mark_point(size=80, filled=True).encode(
         x=alt.X(f"{x}:{'Q' if numeric else 'N'}", scale=scale), y=alt.Y("value:Q", title=column.label,
                                                                         scale=alt.Scale(zero=False)),
-        color="cell:N", shape="method:N", tooltip=list(points[0]) if points else None)
+        color=alt.Color("cell:N", scale=alt.Scale(scheme="tableau20"), legend=alt.Legend(labelLimit=400, columns=1)),
+        shape="method:N", tooltip=list(points[0]) if points else None)
     st.altair_chart(chart, width="stretch")
     table(points)

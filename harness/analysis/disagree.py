@@ -10,6 +10,11 @@ metric's declaration). Per-image metrics (declared ``per_sample``) are recompute
 replicate from the prompt means of the resampled prompts (the same prompts for every method); set
 metrics (FID, KID) have no per-prompt values and keep their ranking in every replicate, which the
 stored note says.
+
+A pair of methods *flips* when two metrics order it oppositely and each order is decided by the tie rule of
+``harness.analysis.ties`` (the one the leaderboard ranks by: the paired-bootstrap interval of the difference
+excludes 0; for FID / KID the stored intervals do not overlap); a difference inside its interval is a tie,
+not a flip.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.leaderboard import is_count, latest_runs
+from harness.analysis.leaderboard import cell_label, is_count, latest_runs
+from harness.analysis.ties import Difference, interval_difference, paired_difference, paired_values
 from harness.errors import BenchError
 from harness.metric_registry import find, higher_is_better
-from harness.store import Store, run_label
+from harness.store import Store
 
 SKIP_SETS = ("real_vs_real",)
 DEFAULT_RESAMPLES = 1000
@@ -45,6 +51,8 @@ class Ranking:
     values: dict[str, float]
     n: dict[str, int]
     per_prompt: dict[str, dict[str, tuple[float, int]]] = field(default_factory=dict)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # headline aggregate row per method
+    paired: dict[str, dict[tuple[str, int, int], float]] = field(default_factory=dict)  # per-image, with seeds
 
     @property
     def label(self) -> str:
@@ -56,6 +64,13 @@ class Ranking:
     def ranks(self) -> dict[str, int]:
         order = sorted(self.values, key=lambda m: -self.oriented(m))
         return {m: order.index(m) + 1 for m in self.values}
+
+    def difference(self, a: str, b: str) -> Difference:
+        """Oriented difference a - b by the tie rule: paired bootstrap for per-image metrics, else the
+        stored intervals."""
+        if self.paired.get(a) and self.paired.get(b):
+            return paired_difference(self.paired[a], self.paired[b], self.higher_is_better)
+        return interval_difference(self.rows.get(a, {}), self.rows.get(b, {}), self.higher_is_better)
 
 
 @dataclass
@@ -78,6 +93,8 @@ class Flip:
     delta_b: float
     prompts: list[dict[str, Any]]
     persistence: float  # share of prompt resamples in which both orders hold as stated
+    diff_a: Difference | None = None  # delta_a with its interval (the tie rule)
+    diff_b: Difference | None = None
 
 
 @dataclass
@@ -105,13 +122,13 @@ def collect(store: Store, task: str, profile: str) -> tuple[dict[str, str], list
     if len(runs) < 2:
         raise DisagreementError(f"task '{task}' has {len(runs)} completed run(s) on profile '{profile}'; "
                                 "disagreement needs at least two methods (run more with `bench run`)")
-    run_ids = {run_label(r): r["run_id"] for r in runs}
+    run_ids = {cell_label(r): r["run_id"] for r in runs}
     rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
     for run in runs:
         for m in run["metrics"]:
             if is_count(m["metric"]) or m["prompt_set"] in SKIP_SETS or m["value"] is None:
                 continue
-            rows[(m["metric"], m["prompt_set"])][run_label(run)] = m
+            rows[(m["metric"], m["prompt_set"])][cell_label(run)] = m
     scores = {method: headline_scores(store.sample_scores(rid)) for method, rid in run_ids.items()}
     rankings = []
     for (metric, prompt_set), by_method in sorted(rows.items()):
@@ -121,17 +138,26 @@ def collect(store: Store, task: str, profile: str) -> tuple[dict[str, str], list
         first = next(iter(by_method.values()))
         ranking = Ranking(metric, prompt_set, higher_is_better(metric, first["card"]),
                           {k: float(v["value"]) for k, v in by_method.items()},
-                          {k: int(v["n"]) for k, v in by_method.items()})
+                          {k: int(v["n"]) for k, v in by_method.items()}, rows=dict(by_method))
         declared = find(metric)
         if declared is None or declared.per_sample:
             tables = {method: per_prompt_table(scores[method], metric, prompt_set) for method in run_ids}
             ranking.per_prompt = {method: table for method, table in tables.items() if table}
         if ranking.per_prompt and len(ranking.per_prompt) != len(run_ids):
             ranking.per_prompt = {}
+        if ranking.per_prompt:
+            ranking.paired = paired_by_method(store, run_ids, metric, prompt_set)
         rankings.append(ranking)
     if len(rankings) < 2:
         raise DisagreementError(f"task '{task}' ({profile}): fewer than two metrics scored in every run")
     return run_ids, rankings
+
+
+def paired_by_method(store: Store, run_ids: dict[str, str], metric: str, prompt_set: str
+                     ) -> dict[str, dict[tuple[str, int, int], float]]:
+    """Per method: (prompt id, sample index, seed) -> headline per-image value, for the paired tie rule."""
+    by_run = paired_values(store.grouped_sample_scores(list(run_ids.values()), metric, prompt_set))
+    return {method: by_run.get(run_id, {}) for method, run_id in run_ids.items()}
 
 
 def headline_scores(scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -218,6 +244,9 @@ def flips(rankings: list[Ranking], methods: list[str], prompt_text: dict[str, st
         da, db = ra.oriented(ma) - ra.oriented(mb), rb.oriented(ma) - rb.oriented(mb)
         if da * db >= 0:
             continue
+        diff_a, diff_b = ra.difference(ma, mb), rb.difference(ma, mb)
+        if not (diff_a.decided and diff_b.decided):
+            continue  # one of the two orders is a tie under the tie rule: not a flip
         za, zb = _prompt_diffs(ra, ma, mb), _prompt_diffs(rb, ma, mb)
         sa, sb = np.sign(da), np.sign(db)
         if za and zb and ra.prompt_set == rb.prompt_set:
@@ -227,13 +256,63 @@ def flips(rankings: list[Ranking], methods: list[str], prompt_text: dict[str, st
             strength = {p: sa * z for p, z in za.items()} or {p: sb * z for p, z in zb.items()}
             why = f"strongest support for {(ra if za else rb).label}'s order"
         best = sorted(strength.items(), key=lambda kv: -kv[1])[:top]
-        prompts = [{"prompt_id": p, "prompt": prompt_text.get(p, ""), "strength": round(float(s), 4), "why": why}
+        prompts = [{"prompt_id": p, "prompt": prompt_text.get(p, ""), "strength": round(float(s), 4), "why": why,
+                    "delta_a": _prompt_delta(ra, ma, mb, p), "delta_b": _prompt_delta(rb, ma, mb, p)}
                    for p, s in best]
         i, j = methods.index(ma), methods.index(mb)
         holds = [(rep[ra.label][i] - rep[ra.label][j]) * sa > 0 and (rep[rb.label][i] - rep[rb.label][j]) * sb > 0
                  for rep in reps]
-        out.append(Flip(ma, mb, ra, rb, float(da), float(db), prompts, float(np.mean(holds)) if holds else 0.0))
+        out.append(Flip(ma, mb, ra, rb, float(da), float(db), prompts, float(np.mean(holds)) if holds else 0.0,
+                        diff_a, diff_b))
     return out
+
+
+def _prompt_delta(ranking: Ranking, a: str, b: str, prompt_id: str) -> float | None:
+    """Oriented difference of two methods' means on one prompt (None for a set-level metric)."""
+    ta, tb = ranking.per_prompt.get(a, {}), ranking.per_prompt.get(b, {})
+    if prompt_id not in ta or prompt_id not in tb or not ta[prompt_id][1] or not tb[prompt_id][1]:
+        return None
+    sign = 1.0 if ranking.higher_is_better else -1.0
+    return round(sign * (ta[prompt_id][0] / ta[prompt_id][1] - tb[prompt_id][0] / tb[prompt_id][1]), 8)
+
+
+def stored_flip_differences(store: Store, analysis: dict[str, Any]) -> list[tuple[Difference, Difference]]:
+    """The intervals (tie rule) of both deltas of every stored flip, recomputed from the stored runs with the
+    same seeded bootstrap the analysis decided them with (the flips table keeps the deltas only)."""
+    run_ids: dict[str, str] = analysis["runs"]
+    higher = {(r["metric"], r["prompt_set"]): r["higher_is_better"] for r in analysis["rankings"]}
+    cache: dict[tuple[str, str], Ranking] = {}
+
+    def ranking_of(metric: str, prompt_set: str) -> Ranking:
+        if (metric, prompt_set) not in cache:
+            rows = {}
+            for method, run_id in run_ids.items():
+                found = [a for a in store.aggregates(run_id, group="__all__")
+                         if (a["metric"], a["prompt_set"]) == (metric, prompt_set)]
+                if found:
+                    rows[method] = max(found, key=lambda a: float("inf") if a["checkpoint"] is None
+                                       else a["checkpoint"])
+            ranking = Ranking(metric, prompt_set, bool(higher.get((metric, prompt_set), True)),
+                              {m: r["value"] for m, r in rows.items()}, {m: r["n"] for m, r in rows.items()},
+                              rows=rows)
+            declared = find(metric)
+            if declared is None or declared.per_sample:
+                ranking.paired = paired_by_method(store, run_ids, metric, prompt_set)
+            cache[(metric, prompt_set)] = ranking
+        return cache[(metric, prompt_set)]
+
+    return [(ranking_of(f["metric_a"], f["set_a"]).difference(f["method_a"], f["method_b"]),
+             ranking_of(f["metric_b"], f["set_b"]).difference(f["method_a"], f["method_b"])) for f in analysis["flips"]]
+
+
+def stale(analysis: dict[str, Any], current: dict[str, str]) -> list[str]:
+    """Why a stored analysis no longer covers the leaderboard: configurations it lacks, or runs replaced
+    since (``current``: label -> run id of the latest runs now)."""
+    stored: dict[str, str] = analysis["runs"]
+    reasons = [f"{label} (not in the analysis)" for label in sorted(set(current) - set(stored))]
+    reasons += [f"{label} (newer run {current[label]})" for label in sorted(set(current) & set(stored))
+                if current[label] != stored[label]]
+    return reasons
 
 
 def analyse(store: Store, task: str, profile: str, resamples: int = DEFAULT_RESAMPLES, seed: int = 0

@@ -18,14 +18,18 @@ class SweepCell:
 
 def run_sweep(task: str, method: str, grid: dict[str, list[Any]], design: Design, profile: str | None, seed: int,
               store: Any, runs_root: Any, model_path: Any = None, data_root: Any = None,
-              force: bool = False) -> list[SweepCell]:
-    """Plan every cell first (so a bad spec fails before any training), then run them in order."""
+              force: bool = False, progress: Any = None) -> list[SweepCell]:
+    """Plan every cell first (so a bad spec fails before any training), then run them in order. ``progress``
+    (``harness.progress.RichProgress``): one bar over the cells, and each run's stage bars under it."""
     from harness.runner import run
 
     plans = [build_plan(task, method, profile, seed, model_path, data_root, overrides=cell)  # type: ignore[arg-type]
              for cell in cells(grid, design)]
     results = []
+    tick = progress.stage(f"sweep {task} / {method}: cells", len(plans)) if progress is not None else None
     for plan in plans:
-        outcome = run(plan, store, runs_root, force=force)
+        outcome = run(plan, store, runs_root, force=force, progress=progress)
         results.append(SweepCell(plan.overrides, outcome.run_id, outcome.status, outcome.error))
+        if tick is not None:
+            tick(1)
     return results
