@@ -202,7 +202,8 @@ def summary(manifest: dict[str, Any]) -> str:
                         f"{q['attribute_accuracy_held_out']}; cosine matched "
                         f"{ci(q['cosine_matched_held_in'])}, one attribute swapped "
                         f"{ci(q['cosine_one_swapped_held_in'])}, random caption "
-                        f"{ci(q['cosine_random_caption_held_in'])}; gap held-in {ci(q['cosine_gap_matched_minus_swapped_held_in'])}, held-out "
+                        f"{ci(q['cosine_random_caption_held_in'])}; gap held-in "
+                        f"{ci(q['cosine_gap_matched_minus_swapped_held_in'])}, held-out "
                         f"{ci(q['cosine_gap_matched_minus_swapped_held_out'])}")
             elif name == "dino":
                 text = (f"head accuracy {q['head_accuracy']}; embedding cosine same caption "
