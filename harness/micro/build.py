@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 PARTS = ("vae", "unet", "clip", "dino", "face")
-STEPS = {"vae": 2500, "unet": 6000, "clip": 4000, "dino": 1500, "face": 1000}
+STEPS = {"vae": 1500, "unet": 4000, "clip": 4000, "dino": 1500, "face": 1000}
 SEEDS = {"vae": 0, "unet": 0, "clip": 0, "dino": 0, "face": 0}
 FILES = {"vae": ["vae.safetensors", "vae_scaling.json", "text_encoder.safetensors"], "unet": ["unet.safetensors"],
          "clip": ["judge_clip.safetensors"], "dino": ["judge_dino.safetensors"], "face": ["judge_face.safetensors"]}
@@ -191,6 +191,29 @@ def summary(manifest: dict[str, Any]) -> str:
     def ci(entry: dict[str, Any]) -> str:
         return f"{entry['mean']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}] (n={entry['n']})"
 
+    judges = manifest.get("judges", {})
+    if judges:
+        lines += ["", "| judge | params | measured quality (fresh images) |", "|---|---|---|"]
+        for name, card in judges.items():
+            q = card["quality"]
+            if name == "clip":
+                text = (f"zero-shot caption accuracy (1,472-way) held-in {q['caption_accuracy_held_in']:.3f}, "
+                        f"held-out {q['caption_accuracy_held_out']:.3f}; attributes held-out "
+                        f"{q['attribute_accuracy_held_out']}; cosine matched "
+                        f"{ci(q['cosine_matched_held_in'])}, one attribute swapped "
+                        f"{ci(q['cosine_one_swapped_held_in'])}, random caption "
+                        f"{ci(q['cosine_random_caption_held_in'])}; gap held-in "
+                        f"{ci(q['cosine_gap_matched_minus_swapped_held_in'])}, held-out "
+                        f"{ci(q['cosine_gap_matched_minus_swapped_held_out'])}")
+            elif name == "dino":
+                text = (f"head accuracy {q['head_accuracy']}; embedding cosine same caption "
+                        f"{ci(q['cosine_same_caption'])}, different caption {ci(q['cosine_different_caption'])}")
+            else:
+                text = (f"detector accuracy {q['detector_accuracy']} ({q['n_faces']} faces + {q['n_non_faces']} "
+                        f"non-faces); verification accuracy {q['verification_accuracy']} at distance "
+                        f"{q['same_identity_distance']}; mean distance same person {q['distance_same_person']}, "
+                        f"different {q['distance_different_person']}")
+            lines.append(f"| {name} | {card['params']:,} | {text} |")
     base = manifest.get("base_quality", {})
     if base:
         lines += ["", "| base-model measurement (judge CLIP cosine, 95% bootstrap CI) | value |", "|---|---|"]

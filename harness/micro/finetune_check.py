@@ -56,13 +56,14 @@ def finetune_lora(bundle: Any, images: np.ndarray, captions: list[str], seed: in
 
 
 def run(concept: dict[str, Any], seeds: list[int], prompts_n: int = 20, per_prompt: int = 4,
-        train_images: int = 40, steps: int = 200) -> dict[str, Any]:
+        train_images: int = 40, steps: int = 200, weights: str | None = None) -> dict[str, Any]:
     import torch
 
     from harness.micro import base, judges, quality
 
     torch.set_num_threads(1)
     scorer = quality.ClipScorer(judges.load_clip_model())
+    folder = weights
     target = quality.prompts_with(prompts_n, 7001, **concept)
     held_in = quality.prompts_held_in(prompts_n, 7002)
     rng = np.random.default_rng(7003)
@@ -87,12 +88,12 @@ def run(concept: dict[str, Any], seeds: list[int], prompts_n: int = 20, per_prom
     result: dict[str, Any] = {"concept": concept, "train_images": train_images, "steps": steps,
                               "prompts": prompts_n, "per_prompt": per_prompt}
     start = time.time()
-    frozen = evaluate(base.load_base())
+    frozen = evaluate(base.load_base(folder))
     result["frozen"] = {k: {m: v[m] for m in ("mean", "ci_low", "ci_high")} for k, v in frozen.items()}
     result["frozen_s"] = round(time.time() - start, 1)
     for seed in seeds:
         start = time.time()
-        bundle = finetune_lora(base.load_base(), images, captions, seed, steps=steps)
+        bundle = finetune_lora(base.load_base(folder), images, captions, seed, steps=steps)
         adapted = evaluate(bundle)
         row = {k: {m: v[m] for m in ("mean", "ci_low", "ci_high")} for k, v in adapted.items()}
         for k in ("concept", "held_in"):
@@ -110,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", default=None, help="write the JSON result here")
+    parser.add_argument("--weights", default=None, help="base weights folder (default: the shipped one)")
     args = parser.parse_args(argv)
     name, value = args.concept.split("=")
     concept = {name: int(value) if name == "person" else value}
-    result = run(concept, args.seeds, steps=args.steps)
+    result = run(concept, args.seeds, steps=args.steps, weights=args.weights)
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
