@@ -58,7 +58,7 @@ def learned(gain: dict) -> bool:
 @pytest.mark.parametrize(("task", "method"), CELLS, ids=[f"{t}-{m}" for t, m in CELLS])
 def test_method_learns_on_its_micro_task(micro_db: dict, task: str, method: str) -> None:
     gain = _gain(micro_db, task, _run(micro_db, task, method))
-    assert gain["n_prompts"] >= 4
+    assert gain["n_prompts"] >= 3
     assert learned(gain), gain
 
 

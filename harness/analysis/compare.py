@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 N_RESAMPLES = 2000
+ANCHOR_SET = "real_vs_real"  # subject metrics' reference-only rows (harness.metrics.subject)
 CONFIDENCE = 0.95
 
 
@@ -135,6 +136,8 @@ def paired_gains(store: Any, run_id: str, reference_id: str) -> list[dict[str, A
     theirs = {(r["metric"], r["prompt_set"]): r for r in store.aggregates(reference_id, group="__all__")
               if r["checkpoint"] is None}
     for (metric, prompt_set), row in sorted(mine.items()):
+        if prompt_set == ANCHOR_SET:  # real-vs-real anchor rows: no generated samples, nothing to gain
+            continue
         declared = find(metric)
         base = theirs.get((metric, prompt_set))
         if declared is None or declared.count or base is None or row["value"] is None or base["value"] is None:
