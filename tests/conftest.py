@@ -142,3 +142,11 @@ def study_db(board_db: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from tests.study_db import build
 
     return build(tmp_path_factory.mktemp("study"), board_db["db"], design="face-study")
+
+
+@pytest.fixture(scope="session")
+def micro_runs(tmp_path_factory: pytest.TempPathFactory):
+    """Real runs on the shipped microworld, made on first use and shared by the session (tests/micro_db.py)."""
+    from tests.micro_db import MicroRuns
+
+    return MicroRuns(tmp_path_factory.mktemp("micro"))

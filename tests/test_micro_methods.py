@@ -2,8 +2,8 @@
 prompts and seeds, has a bootstrap CI (over prompts) above 0. The same check on a run whose trained weights are
 not applied at sampling (a control) finds no gain, so the check can fail.
 
-Each cell is a real run of the real runner on the shipped microworld (about a minute on 2 CPU cores); the runs
-share one database per session.
+Each cell is a real run of the real runner on the shipped microworld (20-35 s on 2 CPU cores); the runs share
+one database per session (``micro_runs``, tests/micro_db.py).
 """
 
 from __future__ import annotations
@@ -27,25 +27,10 @@ CELLS = [("micro_alignment", "xattn_ft"), ("micro_alignment", "lora_unet_r4"),
          ("micro_subjects", "dreambooth_lora"), ("micro_subjects", "ti_then_ft")]
 
 
-@pytest.fixture(scope="session")
-def micro_db(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("micro")
-    return {"store": Store(root / "bench.duckdb"), "runs": root / "runs", "outcomes": {}}
-
-
-def _run(micro_db: dict, task: str, method: str) -> str:
-    key = (task, method)
-    if key not in micro_db["outcomes"]:
-        outcome = run(build_plan(task, method), micro_db["store"], micro_db["runs"])
-        assert outcome.status == "completed", outcome.error
-        micro_db["outcomes"][key] = outcome.run_id
-    return micro_db["outcomes"][key]
-
-
-def _gain(micro_db: dict, task: str, run_id: str) -> dict:
+def _gain(micro_runs, task: str, run_id: str) -> dict:
     metric, prompt_set = HEADLINE[task]
-    frozen = _run(micro_db, task, "frozen")
-    [gain] = [g for g in paired_gains(micro_db["store"], run_id, frozen)
+    frozen = micro_runs.run(task, "frozen")
+    [gain] = [g for g in paired_gains(micro_runs.store, run_id, frozen)
               if g["metric"] == metric and g["prompt_set"] == prompt_set]
     return gain
 
@@ -56,13 +41,13 @@ def learned(gain: dict) -> bool:
 
 
 @pytest.mark.parametrize(("task", "method"), CELLS, ids=[f"{t}-{m}" for t, m in CELLS])
-def test_method_learns_on_its_micro_task(micro_db: dict, task: str, method: str) -> None:
-    gain = _gain(micro_db, task, _run(micro_db, task, method))
+def test_method_learns_on_its_micro_task(micro_runs, task: str, method: str) -> None:
+    gain = _gain(micro_runs, task, micro_runs.run(task, method))
     assert gain["n_prompts"] >= 3
     assert learned(gain), gain
 
 
-def test_the_check_fails_when_trained_weights_are_not_applied(micro_db: dict, monkeypatch) -> None:
+def test_the_check_fails_when_trained_weights_are_not_applied(micro_runs, monkeypatch) -> None:
     """Control: LoRA trains as usual, but its adapter is disabled before sampling. The samples are then the
     frozen base's (same seeds), the paired gain is 0 and ``learned`` says no. (Its own database: the control
     has the plan of the real cell; the frozen reference is ingested from its run folder.)"""
@@ -74,11 +59,11 @@ def test_the_check_fails_when_trained_weights_are_not_applied(micro_db: dict, mo
         self.bundle.unet.disable_adapters()
         return real_sample(self, prompts, checkpoint, tick)
 
-    frozen_id = _run(micro_db, "micro_alignment", "frozen")
-    store = Store(micro_db["store"].path.parent / "control.duckdb")
-    store.ingest(Path(micro_db["store"].run_row(frozen_id)["run_dir"]))
+    frozen_id = micro_runs.run("micro_alignment", "frozen")
+    store = Store(micro_runs.root / "control.duckdb")
+    store.ingest(Path(micro_runs.store.run_row(frozen_id)["run_dir"]))
     monkeypatch.setattr(runner.Execution, "_sample", sample_without_adapter)
-    outcome = run(build_plan("micro_alignment", "lora_unet_r4"), store, micro_db["runs"])
+    outcome = run(build_plan("micro_alignment", "lora_unet_r4"), store, micro_runs.root / "control_runs")
     monkeypatch.undo()
     assert outcome.status == "completed" and store.run_row(outcome.run_id)["steps"] > 0
     [gain] = [g for g in paired_gains(store, outcome.run_id, frozen_id)
@@ -86,9 +71,9 @@ def test_the_check_fails_when_trained_weights_are_not_applied(micro_db: dict, mo
     assert abs(gain["gain"]) < 1e-6 and not learned(gain)
 
 
-def test_rank_and_placement_runs_write_their_adapters(micro_db: dict) -> None:
-    run_id = _run(micro_db, "micro_domain", "lora_unet_r4")
-    row = micro_db["store"].run_row(run_id)
+def test_rank_and_placement_runs_write_their_adapters(micro_runs) -> None:
+    run_id = micro_runs.run("micro_domain", "lora_unet_r4")
+    row = micro_runs.store.run_row(run_id)
     assert Path(row["adapter_file"]).is_file() and row["trainable_params"] > 0
-    metrics = {(r["metric"], r["prompt_set"]) for r in micro_db["store"].aggregates(run_id, group="__all__")}
+    metrics = {(r["metric"], r["prompt_set"]) for r in micro_runs.store.aggregates(run_id, group="__all__")}
     assert {("fid", "domain"), ("kid", "domain"), ("clip_score", "domain")} <= metrics

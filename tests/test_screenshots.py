@@ -153,3 +153,37 @@ def test_compact_leaderboard_fits_1400_px_without_scrolling_sideways(dashboard_u
         if task == "face_identity":
             _check_png(browser.screenshot(tmp_path / "leaderboard_1400.png"))
             _keep(tmp_path / "leaderboard_1400.png")
+
+
+MICRO_PAGES = [  # (file, query, texts that must be rendered): the dashboard on real microworld runs
+    ("micro_samples.png", "page=Samples&task=micro_alignment&profile=full&prompt_set=A",
+     ["Samples: micro_alignment (full)", "lora_unet_r4"]),
+    ("micro_leaderboard.png", "page=Leaderboard&task=micro_subjects&profile=full",
+     ["Leaderboard: micro_subjects (full)", "= marks a shared rank"]),
+    ("micro_subject_samples.png", "page=Samples&task=micro_subjects&profile=full&prompt_set=diverse",
+     ["Samples: micro_subjects (full)", "real photos (reference)"]),
+]
+
+
+def test_microworld_pages_render_in_chromium(micro_runs, tmp_path: Path) -> None:
+    """Sample grids of microworld runs (frozen vs trained on the same seeds) and a subject leaderboard."""
+    for task, method in (("micro_alignment", "frozen"), ("micro_alignment", "lora_unet_r4"),
+                         ("micro_subjects", "frozen"), ("micro_subjects", "dreambooth"),
+                         ("micro_subjects", "textual_inversion")):
+        micro_runs.run(task, method)
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "harness.cli", "dashboard", "--db", str(micro_runs.store.path),
+                               "--port", str(port), "--headless"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", server)
+        with Browser() as browser:
+            for name, query, expected in MICRO_PAGES:
+                text = browser.open(f"http://127.0.0.1:{port}/?{query}", expected)
+                dom = browser.dom()
+                assert "Traceback" not in text and 'data-testid="stException"' not in dom, name
+                _check_png(browser.screenshot(tmp_path / name))
+                _keep(tmp_path / name)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -104,27 +104,30 @@ def render(store: Store, task: str, profile: str) -> None:
     _full_size(grid)
 
 
-def reference_images(runs: list[dict[str, Any]], groups: list[str]) -> dict[str, list[str]]:
-    """Real photos of each subject of a subject task (the images the methods were fine-tuned on and CLIP-I /
-    DINO compare with), by subject; empty for other tasks."""
+def reference_images(runs: list[dict[str, Any]], groups: list[str]) -> dict[str, list[Any]]:
+    """Real images of each subject of a subject task (the images the methods were fine-tuned on and CLIP-I /
+    DINO compare with: the task's reference set), by subject; empty for other tasks."""
     plan = next((r.get("plan") for r in runs if r.get("plan")), None) or {}
     data = (plan.get("task") or {}).get("data") or {}
-    if data.get("adapter") != "dreambooth" or not data.get("subjects"):
+    if not data.get("subjects"):
         return {}
     return _subject_photos(json.dumps(plan, sort_keys=True), tuple(sorted(set(groups))))
 
 
 @st.cache_data(show_spinner=False)
-def _subject_photos(plan_json: str, subjects: tuple[str, ...]) -> dict[str, list[str]]:
+def _subject_photos(plan_json: str, subjects: tuple[str, ...]) -> dict[str, list[Any]]:
     try:
-        from harness.data import dreambooth, dreambooth_root
+        from harness.data import load_references
         from harness.plan import RunPlan
 
-        plan = RunPlan.model_validate(json.loads(plan_json))
-        root = Path(dreambooth_root(plan))
-        return {s: [str(p) for p in dreambooth.image_files(root, s)[:REFERENCES_SHOWN]] for s in subjects}
+        references = load_references(RunPlan.model_validate(json.loads(plan_json)))
     except Exception:  # noqa: BLE001 - data not on this machine: the grid shows without references
         return {}
+    photos: dict[str, list[Any]] = {}
+    for image, group in zip(references.images, references.groups, strict=True):
+        if group in subjects and len(photos.setdefault(group, [])) < REFERENCES_SHOWN:
+            photos[group].append(image)
+    return photos
 
 
 def _header(columns: list[str], with_references: bool) -> None:
