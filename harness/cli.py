@@ -163,6 +163,11 @@ def run_command(
 
     plan = build_plan(task, method, _check_profile(profile), seed, model_path, data_root)
     store = Store(db)
+    from harness import distributed
+
+    if not distributed.is_main():  # another process of a torchrun / accelerate launch: the main one reports
+        run(plan, store, db.parent / "runs", force=force)
+        return
     with RichProgress(err_console) as progress:
         outcome = run(plan, store, db.parent / "runs", force=force, progress=progress)
     if outcome.status == "skipped":

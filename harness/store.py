@@ -78,6 +78,8 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS host VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid INTEGER;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid_started VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS heartbeat TIMESTAMP;
+-- processes of a multi-process (torchrun / accelerate launch) run; NULL for runs stored before it existed
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS world_size INTEGER;
 """
 
 
@@ -119,9 +121,44 @@ def _now() -> datetime:
 
 @dataclass
 class Store:
-    """A DuckDB file holding every run."""
+    """A DuckDB file holding every run.
+
+    Paths inside it (``run_dir``, ``adapter_file``, and ``*_file`` / ``*_dir`` keys of ``details``) are
+    stored relative to the database's folder (the results folder) when they lie under it, so that a results
+    folder can be copied to another machine and opened there; queries return them absolute. Rows written
+    before that (absolute paths) are read as they are.
+    """
 
     path: Path
+
+    @property
+    def root(self) -> Path:
+        """The results folder: the folder of the database file."""
+        return self.path.parent.resolve()
+
+    def relative(self, value: Any) -> Any:
+        """A path (string) under the results folder as a relative POSIX path; anything else unchanged."""
+        if not isinstance(value, str) or not value or not os.path.isabs(value):
+            return value
+        try:
+            return Path(value).resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return value
+
+    def absolute(self, value: Any) -> Any:
+        """A stored path as an absolute one (relative ones are under the results folder)."""
+        if not isinstance(value, str) or not value or os.path.isabs(value):
+            return value
+        return str(self.root / value)
+
+    def _paths(self, row: dict[str, Any], convert: Any) -> dict[str, Any]:
+        out = dict(row)
+        for key in PATH_COLUMNS:
+            if key in out:
+                out[key] = convert(out[key])
+        if isinstance(out.get("details"), dict):
+            out["details"] = _convert_path_keys(out["details"], convert)
+        return out
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -150,7 +187,8 @@ class Store:
     def start_run(self, row: dict[str, Any]) -> None:
         """Insert a run as ``running``, leased to this process unless the row names its holder."""
         now = _now()
-        row = {**runfolder.lease(), "heartbeat": now, "created_at": now, **row, "status": "running"}
+        row = self._paths({**runfolder.lease(), "heartbeat": now, "created_at": now, **row, "status": "running"},
+                          self.relative)
         with self.connect() as con:
             con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                         [_jsonable(v) for v in row.values()])
@@ -191,7 +229,7 @@ class Store:
         finished run; StoreBusyError when another process holds the database past the wait."""
         content = runfolder.read_complete(folder)
         with self.connect() as con:
-            return _ingest(con, folder, content)
+            return _ingest(con, folder, content, self)
 
     def _reap(self, con: duckdb.DuckDBPyConnection) -> None:
         """Settle ``running`` rows whose run is over (see the module docstring); never fails the command."""
@@ -201,10 +239,11 @@ class Store:
         except duckdb.Error:
             return
         for run_id, host, pid, pid_started, heartbeat, created_at, run_dir in rows:
+            run_dir = self.absolute(run_dir)
             folder = Path(run_dir) if run_dir else None
             try:
                 if folder is not None and runfolder.is_complete(folder):
-                    _ingest(con, folder, runfolder.read_complete(folder))
+                    _ingest(con, folder, runfolder.read_complete(folder), self)
                     continue
                 reason = abandoned_reason({"host": host, "pid": pid, "pid_started": pid_started,
                                            "heartbeat": heartbeat, "created_at": created_at, "run_dir": run_dir})
@@ -361,8 +400,8 @@ class Store:
 
     def trained_run_of_adapter(self, adapter_file: str) -> dict[str, Any] | None:
         """The completed run that trained (and saved) this adapter file, if any."""
-        rows = self._rows("SELECT * FROM runs WHERE adapter_file = ? AND status = 'completed' AND steps > 0 "
-                          "ORDER BY finished_at DESC LIMIT 1", [adapter_file])
+        rows = self._rows("SELECT * FROM runs WHERE adapter_file IN (?, ?) AND status = 'completed' AND steps > 0 "
+                          "ORDER BY finished_at DESC LIMIT 1", [adapter_file, self.relative(adapter_file)])
         return rows[0] if rows else None
 
     def per_image_metrics(self, run_ids: list[str]) -> list[dict[str, Any]]:
@@ -383,7 +422,21 @@ class Store:
             for key in ("versions", "plan", "timings", "card", "runs", "prompts", "details"):
                 if isinstance(row.get(key), str):
                     row[key] = json.loads(row[key])
-        return rows
+        return [self._paths(row, self.absolute) for row in rows]
+
+
+PATH_COLUMNS = ("run_dir", "adapter_file")
+
+
+def _convert_path_keys(value: Any, convert: Any, key: str = "") -> Any:
+    """``convert`` applied to the strings under keys named ``*_file`` / ``*_dir`` of a JSON structure."""
+    if isinstance(value, dict):
+        return {k: _convert_path_keys(v, convert, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_convert_path_keys(v, convert, key) for v in value]
+    if isinstance(value, str) and (key.endswith("_file") or key.endswith("_dir")):
+        return convert(value)
+    return value
 
 
 def _connect_waiting(path: Path, read_only: bool, store: Store) -> duckdb.DuckDBPyConnection:
@@ -458,8 +511,9 @@ def _complete(con: duckdb.DuckDBPyConnection, run_id: str, fields: dict[str, Any
         raise
 
 
-def _ingest(con: duckdb.DuckDBPyConnection, folder: Path, content: dict[str, Any]) -> str:
-    """Store a read run folder in ``con`` unless its run is already completed there."""
+def _ingest(con: duckdb.DuckDBPyConnection, folder: Path, content: dict[str, Any], store: Store) -> str:
+    """Store a read run folder in ``con`` unless its run is already completed there (paths under the
+    results folder stored relative to it)."""
     run, result = dict(content["run"]), content["result"]
     run_id = run["run_id"]
     found = con.execute("SELECT status, error FROM runs WHERE run_id = ?", [run_id]).fetchone()
@@ -472,13 +526,13 @@ def _ingest(con: duckdb.DuckDBPyConnection, folder: Path, content: dict[str, Any
                                                "WHERE table_name = 'runs'").fetchall()}
     if found is None:
         row = {k: v for k, v in run.items() if k in columns and k not in ("status", "error", "finished_at")}
-        row = {**row, "run_dir": here, "status": "running"}
+        row = store._paths({**row, "run_dir": here, "status": "running"}, store.relative)
         if isinstance(row.get("created_at"), str):
             row["created_at"] = datetime.fromisoformat(row["created_at"])
         con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                     [_jsonable(v) for v in row.values()])
     fields = {k: runfolder.relocate(v, old, here) for k, v in result["run"].items() if k in columns}
-    fields["run_dir"] = here
+    fields = store._paths({**fields, "run_dir": here}, store.relative)
     finished = result.get("finished_at")
     _complete(con, run_id, fields, result.get("samples") or [], result.get("sample_scores") or [],
               result.get("aggregates") or [], datetime.fromisoformat(finished) if finished else None)
