@@ -556,3 +556,74 @@ def _insert_many(con: duckdb.DuckDBPyConnection, table: str, run_id: str, rows: 
     columns = [key, *rows[0]]
     con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                     [[run_id, *(_jsonable(v) for v in row.values())] for row in rows])
+
+
+class FolderStore:
+    """What a cluster worker runs against instead of the database: it never opens a DuckDB file. A run
+    keeps its results in its folder (``harness.runfolder``) for the driver to ``ingest``; completed runs
+    are looked up in the complete folders under ``runs_root``."""
+
+    def __init__(self, runs_root: Path) -> None:
+        self.runs_root = Path(runs_root)
+        self.path = self.runs_root / "(run folders only)"
+
+    def _complete(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        if not self.runs_root.is_dir():
+            return
+        for folder in sorted(self.runs_root.iterdir()):
+            if runfolder.is_complete(folder):
+                try:
+                    content = runfolder.read_complete(folder)
+                except runfolder.RunFolderError:
+                    continue
+                yield folder, {**content["run"], **content["result"]["run"], "run_dir": str(folder),
+                               "status": "completed", "finished_at": content["result"].get("finished_at")}
+
+    def completed_run(self, plan_hash: str) -> str | None:
+        found = [row for _, row in self._complete() if row.get("plan_hash") == plan_hash]
+        return max(found, key=lambda row: str(row["finished_at"]))["run_id"] if found else None
+
+    def run_row(self, run_id: str) -> dict[str, Any]:
+        return next(row for _, row in self._complete() if row["run_id"] == run_id)
+
+    def latest_completed(self, task: str, method: str, profile: str, seed: int) -> dict[str, Any] | None:
+        found = [row for _, row in self._complete()
+                 if (row.get("task"), row.get("method"), row.get("profile"), row.get("seed")) == (task, method, profile,
+                                                                                                   seed)]
+        return max(found, key=lambda row: str(row["finished_at"])) if found else None
+
+    def start_run(self, row: dict[str, Any]) -> None:
+        pass  # run.json in the folder is the record
+
+    def heartbeat(self, run_id: str) -> bool:
+        return True  # the folder's heartbeat file is renewed by the lease
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        pass  # failed.json in the folder is the record
+
+    def ingest(self, folder: Path) -> str:
+        runfolder.read_complete(folder)
+        return "kept in its folder"
+
+
+def ingest_failed(store: Store, folder: Path) -> str:
+    """Store a run folder whose run failed (``run.json`` + ``failed.json``, no ``COMPLETE``) as a failed row
+    (a cluster worker never opens the database); nothing if the database has that run already."""
+    try:
+        run = json.loads((Path(folder) / runfolder.RUN).read_text())
+    except (OSError, ValueError) as exc:
+        raise runfolder.RunFolderError(f"{folder}: no readable {runfolder.RUN} ({type(exc).__name__})") from None
+    error = runfolder.failure(Path(folder)) or "failed: its worker ended without a result"
+    with store.connect() as con:
+        if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run["run_id"]]).fetchone():
+            return "already stored"
+        columns = {name for (name,) in con.execute("SELECT column_name FROM information_schema.columns "
+                                                   "WHERE table_name = 'runs'").fetchall()}
+        row = {k: v for k, v in run.items() if k in columns and k not in ("status", "error", "finished_at")}
+        row = store._paths({**row, "run_dir": str(Path(folder).resolve()), "status": "failed", "error": error,
+                            "finished_at": _now()}, store.relative)
+        if isinstance(row.get("created_at"), str):
+            row["created_at"] = datetime.fromisoformat(row["created_at"])
+        con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    [_jsonable(v) for v in row.values()])
+    return "stored as failed"
