@@ -329,7 +329,8 @@ def _run_slurm(specs: dict[int, dict], runs_root: Path, jobs: int, resources: Re
     except ImportError:
         raise BenchError("--executor slurm needs submitit: pip install -e '.[cluster]'") from None
     folder = Path(resources.slurm_folder or runs_root.parent / "slurm") / "%j"
-    executor = submitit.AutoExecutor(folder=folder, cluster=resources.slurm_cluster)
+    cluster = resources.slurm_cluster or os.environ.get("BENCH_SUBMITIT_CLUSTER")
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     first = next(iter(specs))
     world = max(int(spec.get("world_size") or 1) for spec in specs.values())
     gpus = int(_gpus(resources, specs[first], plans[first]))
