@@ -137,13 +137,15 @@ class Store:
         return self.path.parent.resolve()
 
     def relative(self, value: Any) -> Any:
-        """A path (string) under the results folder as a relative POSIX path; anything else unchanged."""
-        if not isinstance(value, str) or not value or not os.path.isabs(value):
+        """A path being written (absolute, or relative to the working directory) as a POSIX path relative to
+        the results folder when it lies under it, else absolute; anything but a path string unchanged."""
+        if not isinstance(value, str) or not value:
             return value
+        resolved = Path(value).resolve()
         try:
-            return Path(value).resolve().relative_to(self.root).as_posix()
+            return resolved.relative_to(self.root).as_posix()
         except ValueError:
-            return value
+            return str(resolved)
 
     def absolute(self, value: Any) -> Any:
         """A stored path as an absolute one (relative ones are under the results folder)."""

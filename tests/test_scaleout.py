@@ -110,11 +110,19 @@ def test_ingest_idempotent_incomplete_reported_and_copied_folder_opens_in_dashbo
     assert len(at.image) > 0
 
 
-def test_old_absolute_rows_still_read(tmp_path: Path) -> None:
-    store = Store(tmp_path / "bench.duckdb")
-    store.start_run({"run_id": "old", "plan_hash": "h", "task": "t", "method": "m", "profile": "tiny", "seed": 0,
-                     "run_dir": "/somewhere/else/runs/old"})
-    assert store.runs()[0]["run_dir"] == "/somewhere/else/runs/old"
+def test_paths_relative_to_the_results_folder_and_old_absolute_rows_still_read(tmp_path: Path, monkeypatch) -> None:
+    import duckdb
+
+    monkeypatch.chdir(tmp_path)
+    store = Store(Path("results/bench.duckdb"))  # as `bench run` gives it: relative to the working directory
+    row = {"plan_hash": "h", "task": "t", "method": "m", "profile": "tiny", "seed": 0}
+    store.start_run({**row, "run_id": "new", "run_dir": "results/runs/new"})
+    store.start_run({**row, "run_id": "old", "run_dir": "/somewhere/else/runs/old"})
+    with duckdb.connect("results/bench.duckdb", read_only=True) as con:
+        raw = dict(con.execute("SELECT run_id, run_dir FROM runs").fetchall())
+    assert raw == {"new": "runs/new", "old": "/somewhere/else/runs/old"}
+    read = {r["run_id"]: r["run_dir"] for r in store.runs()}
+    assert read == {"new": str(tmp_path / "results" / "runs" / "new"), "old": "/somewhere/else/runs/old"}
 
 
 # --- Ray: a real two-node cluster on loopback ------------------------------------------------------------
