@@ -199,6 +199,11 @@ def run_command(
 
     plan = build_plan(task, method, _check_profile(profile), seed, model_path, data_root)
     store = Store(db)
+    from harness import distributed
+
+    if not distributed.is_main():  # another process of a torchrun / accelerate launch: the main one reports
+        run(plan, store, db.parent / "runs", force=force)
+        return
     with RichProgress(err_console) as progress:
         outcome = run(plan, store, db.parent / "runs", force=force, progress=progress)
     if outcome.status == "skipped":
@@ -249,6 +254,10 @@ def sweep(
     data_root: Annotated[Path | None, typer.Option(help="Dataset root (default: $BENCH_DATA).")] = None,
     db: DbOpt = DEFAULT_DB,
     force: Annotated[bool, typer.Option("--force", help="Rerun cells that have a completed run.")] = False,
+    executor: Annotated[str | None, typer.Option(
+        "--executor", help="local | ray | slurm: each cell in its own process on that engine (bench matrix --help "
+        "for the engine options); default: one after another in this process.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", help="--executor local: cells at a time.")] = 1,
 ) -> None:
     """Run one ordinary run per sweep cell (overrides recorded in each plan); print a summary table."""
     from harness.commands.sweep import run_sweep
@@ -260,9 +269,16 @@ def sweep(
     if design not in ("full", "face-study"):
         raise SpecError(f"--design '{design}': expected full or face-study")
     store = Store(db)
-    with RichProgress(err_console) as progress:
-        cells = run_sweep(task, method, parse_grid(grid or []), design, _check_profile(profile), seed,  # type: ignore[arg-type]
-                          store, db.parent / "runs", model_path, data_root, force, progress=progress)
+    if executor is not None:  # scale-out (harness.commands.executors)
+        from harness.commands.sweep import run_sweep_cells
+
+        with _CellProgress() as tick:
+            cells = run_sweep_cells(task, method, parse_grid(grid or []), design, _check_profile(profile),  # type: ignore[arg-type]
+                                    seed, db, executor, jobs, model_path, data_root, force, on_cell=tick)
+    else:
+        with RichProgress(err_console) as progress:
+            cells = run_sweep(task, method, parse_grid(grid or []), design, _check_profile(profile), seed,  # type: ignore[arg-type]
+                              store, db.parent / "runs", model_path, data_root, force, progress=progress)
     print_sweep(console, cells, store)
     if any(cell.status == "failed" for cell in cells):
         raise typer.Exit(1)
@@ -376,6 +392,95 @@ def submit(
         print_leaderboard(console, store, plan.task.name, plan.profile)
     if failed:
         fail(f"{len(failed)} run(s) failed and are stored as failed: " + "; ".join(failed), 1)
+
+
+class _CellProgress:
+    """A progress bar over the cells of a matrix / sweep; the context value is the per-cell callback."""
+
+    def __init__(self, total: int | None = None) -> None:
+        from harness.progress import RichProgress
+
+        self.progress, self.total, self.advance = RichProgress(err_console), total, None
+
+    def __enter__(self) -> Any:
+        self.progress.__enter__()
+        self.advance = self.progress.stage("cells", self.total)
+
+        def tick(result: Any) -> None:
+            self.advance(1)  # type: ignore[misc]
+            if result.status == "failed":
+                warn(f"cell {result.cell.label()} failed: {result.error}")
+
+        return tick
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+
+@app.command()
+@user_errors
+def matrix(
+    task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Task (repeat).")] = None,
+    method: Annotated[list[str] | None, typer.Option("--method", "-m", help="Method (repeat).")] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds, comma-separated.")] = "0",
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Matrix YAML: tasks, methods, seeds, profile, "
+                                              "world_size, grid (flags add to it).")] = None,
+    profile: TaskProfileOpt = None,
+    world_size: Annotated[int | None, typer.Option(help="Processes per run (torchrun; GPUs per cell on full).")]
+    = None,
+    model_path: Annotated[Path | None, typer.Option(help="Local diffusers folder instead of the hub id.")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Dataset root (default: $BENCH_DATA).")] = None,
+    db: DbOpt = DEFAULT_DB,
+    force: Annotated[bool, typer.Option("--force", help="Rerun cells that have a completed run.")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local | ray | slurm.")] = "local",
+    jobs: Annotated[int, typer.Option("--jobs", help="local: cells at a time; slurm: array parallelism.")] = 1,
+    address: Annotated[str | None, typer.Option(help="ray: cluster address ('auto': the running cluster); "
+                                                "default: a Ray started for this command.")] = None,
+    gpus_per_cell: Annotated[float | None, typer.Option(help="GPUs per cell (default: world size on full, 0 on "
+                                                        "tiny).")] = None,
+    cpus_per_cell: Annotated[float, typer.Option(help="CPUs per cell (ray, slurm).")] = 1.0,
+    retries: Annotated[int, typer.Option(help="Further attempts of a cell whose worker died.")] = 2,
+    partition: Annotated[str | None, typer.Option(help="slurm: partition.")] = None,
+    time_min: Annotated[int, typer.Option(help="slurm: time limit per cell, minutes.")] = 24 * 60,
+    slurm_array: Annotated[bool, typer.Option("--slurm-array/--slurm-jobs", help="slurm: one job array, or one job "
+                                              "per cell.")] = True,
+    slurm_cluster: Annotated[str | None, typer.Option(help="submitit cluster: slurm (default when sbatch exists), "
+                                                      "local (same code path, this machine), debug.")] = None,
+) -> None:
+    """Run tasks x methods x seeds, each cell an ordinary run in its own process on an engine (local processes,
+    a Ray cluster, SLURM through submitit); workers write run folders, this command ingests them as they
+    finish. Cells with a completed run of the same plan hash are skipped (resume after a crash)."""
+    from harness.commands.executors import Resources, load_matrix, matrix_cells, run_cells
+
+    spec = load_matrix(file) if file else {}
+    tasks = [*(spec.get("tasks") or []), *(task or [])]
+    methods = [*(spec.get("methods") or []), *(method or [])]
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()] if (seeds != "0" or not spec.get("seeds")) \
+            else [int(s) for s in spec["seeds"]]
+    except ValueError:
+        raise SpecError(f"--seeds '{seeds}': expected integers separated by commas") from None
+    if not tasks or not methods:
+        raise SpecError("bench matrix: give at least one --task and one --method (or --file with tasks and methods)")
+    cells = matrix_cells(tasks, methods, seed_list, _check_profile(profile) or spec.get("profile"),
+                         int(world_size or spec.get("world_size") or 1), spec.get("grid"),
+                         str(model_path) if model_path else None, str(data_root) if data_root else None)
+    resources = Resources(gpus_per_cell=gpus_per_cell, cpus_per_cell=cpus_per_cell, retries=retries, address=address,
+                          partition=partition, time_min=time_min, slurm_array=slurm_array,
+                          slurm_cluster=slurm_cluster)
+    with _CellProgress(len(cells)) as tick:
+        results = run_cells(cells, db, executor, jobs, force, resources, tick)
+    from rich.table import Table
+
+    table = Table(title=f"matrix: {len(results)} cells ({executor})")
+    for column in ("#", "cell", "status", "run", "stored"):
+        table.add_column(column, overflow="fold")
+    for i, r in enumerate(results, 1):
+        table.add_row(str(i), r.cell.label(), r.status if not r.error else f"{r.status}: {r.error}", r.run_id or "-",
+                      r.stored or "-")
+    console.print(table)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
 
 
 @app.command()

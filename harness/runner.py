@@ -11,6 +11,10 @@ checkpoint and applies the method's headline rule. Failures after the run row ex
 Every run folder is complete on its own (``harness.runfolder``): the run is stored from it, and when the
 database is busy its results stay there for the next command (or ``bench ingest``) to store. A run holds a
 lease (host, pid, heartbeat) while it executes; SIGTERM / SIGINT store it as ``failed: interrupted``.
+
+Under ``torchrun`` / ``accelerate launch`` (``harness.distributed``) every process executes the same units:
+training is data-parallel, sampling and scoring are split across the processes and gathered; the main
+process alone decides whether to skip, names the run, writes its folder's JSON files and its one row.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness import runfolder
+from harness import distributed, runfolder
 from harness.envinfo import git_commit, package_versions
 from harness.errors import RunInterrupted
 from harness.plan import RunPlan
@@ -98,18 +102,27 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False,
     """
     from harness import data, models
 
+    distributed.init()
+    main = distributed.is_main()
     _check_method_fits_task(plan)
     plan = data.bind(plan)  # data root, real subjects / prompt lists, data fingerprint (in the plan hash)
-    adapter_run = borrowed_adapter_run(plan, store)
-    existing = store.completed_run(plan.plan_hash)
-    if existing and adapter_run is not None and store.run_row(existing)["adapter_file"] != adapter_run["adapter_file"]:
-        existing = None  # the source task was trained again since: score its newer adapter
+    adapter_run = existing = None
+    if main:
+        adapter_run = borrowed_adapter_run(plan, store)
+        existing = store.completed_run(plan.plan_hash)
+        if (existing and adapter_run is not None
+                and store.run_row(existing)["adapter_file"] != adapter_run["adapter_file"]):
+            existing = None  # the source task was trained again since: score its newer adapter
+    adapter_run, existing = distributed.broadcast((adapter_run, existing))
     if existing and not force:
         return RunOutcome(existing, "skipped")
     timer = StageTimer()
     with timer.stage("load"):
         units = data.units(plan)  # data before models: a missing dataset fails in seconds
         bundle = models.load(plan)
+    if not main:  # the other processes of a multi-process run follow the main one's run
+        run_id = distributed.broadcast(None)
+        return _follow(plan, bundle, units, runs_root / run_id, run_id, timer, adapter_run)
     run_id = new_run_id(plan)
     run_dir = runs_root / run_id
     run_dir.mkdir(parents=True)
@@ -118,10 +131,13 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False,
         "method": plan.method.name, "method_version": plan.method.version, "method_kind": plan.method.kind,
         "profile": plan.profile, "seed": plan.seed, "versions": package_versions(), "git_commit": git_commit(),
         "plan": plan.model_dump(mode="json"), "run_dir": str(run_dir), "created_at": runfolder.utcnow(),
-        **runfolder.lease(),
+        "world_size": distributed.world_size(), **runfolder.lease(),
     }
     runfolder.write_start(run_dir, plan.model_dump_json(indent=2), row)
-    store.start_run(row)
+    try:
+        store.start_run(row)
+    finally:
+        distributed.broadcast(run_id)
     lease = Lease(store, run_id, run_dir)
     try:
         with lease, interruptible():
@@ -157,6 +173,19 @@ def run(plan: RunPlan, store: Store, runs_root: Path, force: bool = False,
                                       "command that opens the database for writing stores them (or: bench ingest "
                                       f"{run_dir})")
     return RunOutcome(run_id, "completed", run_dir, timings=fields["timings"])
+
+
+def _follow(plan: RunPlan, bundle: Any, units: list[Any], run_dir: Path, run_id: str, timer: StageTimer,
+            adapter_run: dict[str, Any] | None) -> RunOutcome:
+    """A non-main process of a multi-process run: execute its share; the main process stores the run (a
+    failure here ends this process, and the launcher then stops the main one: stored as interrupted)."""
+    try:
+        execution = Execution(plan, bundle, run_dir, timer, None, adapter_run)
+        execution.execute(units)
+    except Exception:
+        (run_dir / f"error.rank{distributed.rank()}.log").write_text(traceback.format_exc())
+        raise
+    return RunOutcome(run_id, "completed", run_dir, timings=timer.finish())
 
 
 class Lease:
@@ -268,6 +297,8 @@ class Execution:
         self.units: dict[str, Any] = {}  # unit -> what its fit recorded
         self.shared: dict[str, Any] = {}  # run-wide cache the method may use across units (class images)
         self.reports: list[Any] = []  # TrainReports of the last unit
+        self.made_by: dict[int, list[str]] = {}  # process rank -> sample files it generated
+        self.parallel: list[dict[str, Any]] = []  # each training call's data-parallel record
 
     def execute(self, units: list[Any]) -> tuple[dict, list, list, list]:
         """Fit, sample and score every unit; the run's fields and its rows for the store."""
@@ -299,7 +330,13 @@ class Execution:
                   "trainable_params": sum(r.trainable_params for r in self.reports),
                   "stopped_by": ",".join(sorted(stopped)) or "no training"}
         fields |= self._adapter_fields(units, totals["adapter_bytes"])
+        fields["world_size"] = distributed.world_size()
         details = {"headline": result.headline} if result.headline else {}
+        if distributed.is_distributed():
+            details["distributed"] = {
+                "world_size": distributed.world_size(),
+                "sampled_by_rank": {str(rank): files for rank, files in sorted(self.made_by.items())},
+                "training": self.parallel}
         if any(unit.subject is not None for unit in units):
             details["subjects"] = self.units
         if details:
@@ -360,8 +397,11 @@ class Execution:
                   on_step: Any = None) -> Any:
             from harness.training import train as train_loop
 
-            return train_loop(plan or self.plan, self.bundle, dataset, method_, modules, meter=meter,
-                              on_step=on_step, tick=train_tick)
+            report = train_loop(plan or self.plan, self.bundle, dataset, method_, modules, meter=meter,
+                                on_step=on_step, tick=train_tick)
+            if report.data_parallel:
+                self.parallel.append({"unit": unit.name, **report.data_parallel})
+            return report
 
         def checkpoint(step: int | None) -> None:
             with self.timer.stage("sample"), meter.paused():
@@ -376,7 +416,15 @@ class Execution:
             return [Image.open(out / record.file) for record in made]
 
         def save(method_: Any, modules: dict) -> Path | None:
-            path = method_.save(modules, folder)
+            if distributed.is_main():
+                path = method_.save(modules, folder)
+            else:  # the same weights as the main process's (data parallel): saved there; only the name here
+                import tempfile
+
+                with tempfile.TemporaryDirectory(prefix=f"rank{distributed.rank()}-") as scratch:
+                    saved = method_.save(modules, Path(scratch))
+                    path = None if saved is None else folder / Path(saved).relative_to(scratch)
+            distributed.barrier()
             if path is not None:
                 details["adapter_file"] = str(path)
             return path
@@ -399,7 +447,7 @@ class Execution:
             self.units[unit.name] = {"identifier": details.pop("identifier"), **details}
         else:
             self.units[unit.name] = details
-            if self.reports:
+            if self.reports and distributed.is_main():
                 (folder / "train_log.json").write_text(json.dumps(self.reports[-1].as_dict(), indent=2))
         return meter
 
@@ -422,7 +470,11 @@ class Execution:
         for module, _ in wrapped:
             module.forward = module.__dict__["_original_forward"]
         try:
-            made = generate(self.plan, self.bundle, prompts, self.run_dir / prefix if prefix else self.run_dir, tick)
+            made_by: dict[int, list[str]] = {}
+            made = generate(self.plan, self.bundle, prompts, self.run_dir / prefix if prefix else self.run_dir, tick,
+                            made_by)
+            for rank, files in made_by.items():
+                self.made_by.setdefault(rank, []).extend(prefix + file for file in files)
         finally:
             for module, forward in wrapped:
                 module.forward = forward

@@ -1,4 +1,10 @@
-"""Seeded generation: one CPU ``torch.Generator`` per (prompt id, sample index), PNG files."""
+"""Seeded generation: one CPU ``torch.Generator`` per (prompt id, sample index), PNG files.
+
+Under several processes (``harness.distributed``) the samples are dealt out round-robin: each process
+generates its share in batches (every sample with its own generator, so the PNGs are those of a one-process
+run) and the records are gathered, in the one-process order, on every process. ``made_by`` records which
+process made which file.
+"""
 
 from __future__ import annotations
 
@@ -39,24 +45,28 @@ def uses_negative_prompt(plan: RunPlan) -> bool:
 
 
 def generate(plan: RunPlan, bundle: DiffusionBundle, prompts: list[EvalPrompt], run_dir: Path,
-             progress: Any = None) -> list[SampleRecord]:
-    """Generate every (prompt, sample index) of the plan into ``run_dir/samples`` as PNG."""
+             progress: Any = None, made_by: dict[int, list[str]] | None = None) -> list[SampleRecord]:
+    """Generate every (prompt, sample index) of the plan into ``run_dir/samples`` as PNG (this process's
+    share of the batches when there are several; the records of all of them are returned)."""
     import torch
+
+    from harness import distributed
 
     spec = plan.task.sampling
     pipeline = build_pipeline(bundle, spec.scheduler)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = distributed.device()
     pipeline.to(device)
     jobs = [(p, i) for p in prompts for i in range(p.samples)]
     out_dir = run_dir / "samples"
     out_dir.mkdir(parents=True, exist_ok=True)
+    share = distributed.shard(jobs)
     records: list[SampleRecord] = []
-    for start in range(0, len(jobs), spec.batch_size):
-        chunk = jobs[start : start + spec.batch_size]
+    for start in range(0, len(share), spec.batch_size):
+        chunk = share[start : start + spec.batch_size]
         generators = [sample_generator(plan.seed, p.prompt_id, i) for p, i in chunk]
         negative = [spec.negative_prompt] * len(chunk) if uses_negative_prompt(plan) else None
         autocast_dtype = getattr(torch, bundle.sampling_autocast_dtype)
-        with torch.no_grad(), torch.autocast(device, dtype=autocast_dtype, enabled=device == "cuda"):
+        with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype, enabled=device.type == "cuda"):
             images = bundle.generate_images(pipeline, [p.text for p, _ in chunk], negative, generators, spec)
         for (prompt, idx), image in zip(chunk, images, strict=True):
             name = f"{prompt.prompt_id}__{idx:03d}.png"
@@ -67,4 +77,8 @@ def generate(plan: RunPlan, bundle: DiffusionBundle, prompts: list[EvalPrompt], 
                                         round(mean, 3), mean < spec.near_black_threshold))
         if progress is not None:
             progress(len(chunk))
-    return records
+    parts = distributed.gather(records)  # every process's samples (its files are written before it gets here)
+    if made_by is not None:
+        for rank, part in enumerate(parts):
+            made_by.setdefault(rank, []).extend(r.file for r in part)
+    return distributed.unshard(parts)

@@ -78,6 +78,8 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS host VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid INTEGER;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid_started VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS heartbeat TIMESTAMP;
+-- processes of a multi-process (torchrun / accelerate launch) run; NULL for runs stored before it existed
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS world_size INTEGER;
 """
 
 
@@ -119,9 +121,46 @@ def _now() -> datetime:
 
 @dataclass
 class Store:
-    """A DuckDB file holding every run."""
+    """A DuckDB file holding every run.
+
+    Paths inside it (``run_dir``, ``adapter_file``, and ``*_file`` / ``*_dir`` keys of ``details``) are
+    stored relative to the database's folder (the results folder) when they lie under it, so that a results
+    folder can be copied to another machine and opened there; queries return them absolute. Rows written
+    before that (absolute paths) are read as they are.
+    """
 
     path: Path
+
+    @property
+    def root(self) -> Path:
+        """The results folder: the folder of the database file."""
+        return self.path.parent.resolve()
+
+    def relative(self, value: Any) -> Any:
+        """A path being written (absolute, or relative to the working directory) as a POSIX path relative to
+        the results folder when it lies under it, else absolute; anything but a path string unchanged."""
+        if not isinstance(value, str) or not value:
+            return value
+        resolved = Path(value).resolve()
+        try:
+            return resolved.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(resolved)
+
+    def absolute(self, value: Any) -> Any:
+        """A stored path as an absolute one (relative ones are under the results folder)."""
+        if not isinstance(value, str) or not value or os.path.isabs(value):
+            return value
+        return str(self.root / value)
+
+    def _paths(self, row: dict[str, Any], convert: Any) -> dict[str, Any]:
+        out = dict(row)
+        for key in PATH_COLUMNS:
+            if key in out:
+                out[key] = convert(out[key])
+        if isinstance(out.get("details"), dict):
+            out["details"] = _convert_path_keys(out["details"], convert)
+        return out
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -150,7 +189,8 @@ class Store:
     def start_run(self, row: dict[str, Any]) -> None:
         """Insert a run as ``running``, leased to this process unless the row names its holder."""
         now = _now()
-        row = {**runfolder.lease(), "heartbeat": now, "created_at": now, **row, "status": "running"}
+        row = self._paths({**runfolder.lease(), "heartbeat": now, "created_at": now, **row, "status": "running"},
+                          self.relative)
         with self.connect() as con:
             con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                         [_jsonable(v) for v in row.values()])
@@ -191,7 +231,7 @@ class Store:
         finished run; StoreBusyError when another process holds the database past the wait."""
         content = runfolder.read_complete(folder)
         with self.connect() as con:
-            return _ingest(con, folder, content)
+            return _ingest(con, folder, content, self)
 
     def _reap(self, con: duckdb.DuckDBPyConnection) -> None:
         """Settle ``running`` rows whose run is over (see the module docstring); never fails the command."""
@@ -201,10 +241,11 @@ class Store:
         except duckdb.Error:
             return
         for run_id, host, pid, pid_started, heartbeat, created_at, run_dir in rows:
+            run_dir = self.absolute(run_dir)
             folder = Path(run_dir) if run_dir else None
             try:
                 if folder is not None and runfolder.is_complete(folder):
-                    _ingest(con, folder, runfolder.read_complete(folder))
+                    _ingest(con, folder, runfolder.read_complete(folder), self)
                     continue
                 reason = abandoned_reason({"host": host, "pid": pid, "pid_started": pid_started,
                                            "heartbeat": heartbeat, "created_at": created_at, "run_dir": run_dir})
@@ -361,8 +402,8 @@ class Store:
 
     def trained_run_of_adapter(self, adapter_file: str) -> dict[str, Any] | None:
         """The completed run that trained (and saved) this adapter file, if any."""
-        rows = self._rows("SELECT * FROM runs WHERE adapter_file = ? AND status = 'completed' AND steps > 0 "
-                          "ORDER BY finished_at DESC LIMIT 1", [adapter_file])
+        rows = self._rows("SELECT * FROM runs WHERE adapter_file IN (?, ?) AND status = 'completed' AND steps > 0 "
+                          "ORDER BY finished_at DESC LIMIT 1", [adapter_file, self.relative(adapter_file)])
         return rows[0] if rows else None
 
     def per_image_metrics(self, run_ids: list[str]) -> list[dict[str, Any]]:
@@ -383,7 +424,21 @@ class Store:
             for key in ("versions", "plan", "timings", "card", "runs", "prompts", "details"):
                 if isinstance(row.get(key), str):
                     row[key] = json.loads(row[key])
-        return rows
+        return [self._paths(row, self.absolute) for row in rows]
+
+
+PATH_COLUMNS = ("run_dir", "adapter_file")
+
+
+def _convert_path_keys(value: Any, convert: Any, key: str = "") -> Any:
+    """``convert`` applied to the strings under keys named ``*_file`` / ``*_dir`` of a JSON structure."""
+    if isinstance(value, dict):
+        return {k: _convert_path_keys(v, convert, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_convert_path_keys(v, convert, key) for v in value]
+    if isinstance(value, str) and (key.endswith("_file") or key.endswith("_dir")):
+        return convert(value)
+    return value
 
 
 def _connect_waiting(path: Path, read_only: bool, store: Store) -> duckdb.DuckDBPyConnection:
@@ -458,8 +513,9 @@ def _complete(con: duckdb.DuckDBPyConnection, run_id: str, fields: dict[str, Any
         raise
 
 
-def _ingest(con: duckdb.DuckDBPyConnection, folder: Path, content: dict[str, Any]) -> str:
-    """Store a read run folder in ``con`` unless its run is already completed there."""
+def _ingest(con: duckdb.DuckDBPyConnection, folder: Path, content: dict[str, Any], store: Store) -> str:
+    """Store a read run folder in ``con`` unless its run is already completed there (paths under the
+    results folder stored relative to it)."""
     run, result = dict(content["run"]), content["result"]
     run_id = run["run_id"]
     found = con.execute("SELECT status, error FROM runs WHERE run_id = ?", [run_id]).fetchone()
@@ -472,13 +528,13 @@ def _ingest(con: duckdb.DuckDBPyConnection, folder: Path, content: dict[str, Any
                                                "WHERE table_name = 'runs'").fetchall()}
     if found is None:
         row = {k: v for k, v in run.items() if k in columns and k not in ("status", "error", "finished_at")}
-        row = {**row, "run_dir": here, "status": "running"}
+        row = store._paths({**row, "run_dir": here, "status": "running"}, store.relative)
         if isinstance(row.get("created_at"), str):
             row["created_at"] = datetime.fromisoformat(row["created_at"])
         con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                     [_jsonable(v) for v in row.values()])
     fields = {k: runfolder.relocate(v, old, here) for k, v in result["run"].items() if k in columns}
-    fields["run_dir"] = here
+    fields = store._paths({**fields, "run_dir": here}, store.relative)
     finished = result.get("finished_at")
     _complete(con, run_id, fields, result.get("samples") or [], result.get("sample_scores") or [],
               result.get("aggregates") or [], datetime.fromisoformat(finished) if finished else None)
@@ -502,3 +558,74 @@ def _insert_many(con: duckdb.DuckDBPyConnection, table: str, run_id: str, rows: 
     columns = [key, *rows[0]]
     con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                     [[run_id, *(_jsonable(v) for v in row.values())] for row in rows])
+
+
+class FolderStore:
+    """What a cluster worker runs against instead of the database: it never opens a DuckDB file. A run
+    keeps its results in its folder (``harness.runfolder``) for the driver to ``ingest``; completed runs
+    are looked up in the complete folders under ``runs_root``."""
+
+    def __init__(self, runs_root: Path) -> None:
+        self.runs_root = Path(runs_root)
+        self.path = self.runs_root / "(run folders only)"
+
+    def _complete(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        if not self.runs_root.is_dir():
+            return
+        for folder in sorted(self.runs_root.iterdir()):
+            if runfolder.is_complete(folder):
+                try:
+                    content = runfolder.read_complete(folder)
+                except runfolder.RunFolderError:
+                    continue
+                yield folder, {**content["run"], **content["result"]["run"], "run_dir": str(folder),
+                               "status": "completed", "finished_at": content["result"].get("finished_at")}
+
+    def completed_run(self, plan_hash: str) -> str | None:
+        found = [row for _, row in self._complete() if row.get("plan_hash") == plan_hash]
+        return max(found, key=lambda row: str(row["finished_at"]))["run_id"] if found else None
+
+    def run_row(self, run_id: str) -> dict[str, Any]:
+        return next(row for _, row in self._complete() if row["run_id"] == run_id)
+
+    def latest_completed(self, task: str, method: str, profile: str, seed: int) -> dict[str, Any] | None:
+        found = [row for _, row in self._complete()
+                 if (row.get("task"), row.get("method"), row.get("profile"), row.get("seed")) == (task, method, profile,
+                                                                                                   seed)]
+        return max(found, key=lambda row: str(row["finished_at"])) if found else None
+
+    def start_run(self, row: dict[str, Any]) -> None:
+        pass  # run.json in the folder is the record
+
+    def heartbeat(self, run_id: str) -> bool:
+        return True  # the folder's heartbeat file is renewed by the lease
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        pass  # failed.json in the folder is the record
+
+    def ingest(self, folder: Path) -> str:
+        runfolder.read_complete(folder)
+        return "kept in its folder"
+
+
+def ingest_failed(store: Store, folder: Path) -> str:
+    """Store a run folder whose run failed (``run.json`` + ``failed.json``, no ``COMPLETE``) as a failed row
+    (a cluster worker never opens the database); nothing if the database has that run already."""
+    try:
+        run = json.loads((Path(folder) / runfolder.RUN).read_text())
+    except (OSError, ValueError) as exc:
+        raise runfolder.RunFolderError(f"{folder}: no readable {runfolder.RUN} ({type(exc).__name__})") from None
+    error = runfolder.failure(Path(folder)) or "failed: its worker ended without a result"
+    with store.connect() as con:
+        if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run["run_id"]]).fetchone():
+            return "already stored"
+        columns = {name for (name,) in con.execute("SELECT column_name FROM information_schema.columns "
+                                                   "WHERE table_name = 'runs'").fetchall()}
+        row = {k: v for k, v in run.items() if k in columns and k not in ("status", "error", "finished_at")}
+        row = store._paths({**row, "run_dir": str(Path(folder).resolve()), "status": "failed", "error": error,
+                            "finished_at": _now()}, store.relative)
+        if isinstance(row.get("created_at"), str):
+            row["created_at"] = datetime.fromisoformat(row["created_at"])
+        con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    [_jsonable(v) for v in row.values()])
+    return "stored as failed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from collections.abc import Iterator
@@ -78,6 +79,10 @@ class TrainReport:
     # (e.g. LoRA on the last layer of SDXL's first text encoder, whose penultimate states are used).
     unreachable_tensors: int = 0
     unreachable_params: int = 0
+    # Data parallelism: processes that trained together (their batches summed in samples_seen), how the
+    # modules were wrapped, and whether every process ended with the same trained weights.
+    world_size: int = 1
+    data_parallel: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,8 +98,21 @@ def peak_memory() -> tuple[int, str]:
 
 
 def _accelerator(plan: RunPlan) -> Any:
+    """A fresh Accelerator for this training call, with the plan's mixed precision.
+
+    accelerate keeps one process-wide ``AcceleratorState`` and refuses a second Accelerator with another
+    precision ("AcceleratorState has already been initialized and cannot be changed"), so the state of a
+    previous call (another run in this process) is dropped first; the process group (``PartialState``)
+    is kept. Under several processes, modules are wrapped in DDP with ``find_unused_parameters=True``:
+    trainable tensors the loss never reaches (LoRA on the last layer of SDXL's first text encoder) would
+    otherwise stop DDP with "Expected to have finished reduction in the prior iteration".
+    """
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from harness import distributed
 
     precision = plan.training.mixed_precision
     if precision == "fp16" and not torch.cuda.is_available():
@@ -102,7 +120,10 @@ def _accelerator(plan: RunPlan) -> Any:
             f"task '{plan.task.name}' ({plan.profile}) asks for fp16 mixed precision, which needs a GPU; "
             "the tiny profile trains in fp32 ('no')"
         )
-    return Accelerator(mixed_precision=precision)
+    distributed.init()
+    AcceleratorState._reset_state(reset_partial_state=False)
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if distributed.is_distributed() else []
+    return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(), kwargs_handlers=handlers)
 
 
 def step_limit(plan: RunPlan, batches_per_epoch: int) -> int:
@@ -171,7 +192,8 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
     if len(loader) == 0:
         raise TrainingError(f"task '{plan.task.name}': {len(dataset)} training images < batch size "
                             f"{recipe.batch_size}")
-    max_steps = step_limit(plan, len(loader))
+    # accelerate deals each process its own batches: an epoch is len(loader) / processes steps
+    max_steps = step_limit(plan, math.ceil(len(loader) / accelerator.num_processes))
     # accelerate steps a prepared scheduler once per process per optimizer step
     lr_scheduler = _lr_scheduler(recipe.lr_schedule, optimizer, max_steps * accelerator.num_processes)
     roles = trained_roles(modules)
@@ -186,7 +208,8 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
     for role, module in modules.items():
         if role not in roles:
             module.to(device)
-    noise_rng = torch.Generator().manual_seed(plan.seed + 1)
+    noise_rng = torch.Generator().manual_seed(plan.seed + 1 + accelerator.process_index)  # rank 0: as one process
+    wrapped = sorted({type(module).__name__ for module in prepared})
     if meter is None:
         meter = BudgetMeter(plan.task.budget.max_samples, max_steps, plan.task.budget.max_seconds)
     stage_end = meter.steps + max_steps
@@ -233,7 +256,28 @@ def train(plan: RunPlan, bundle: DiffusionBundle, dataset: Any, method: Method, 
         )
     unreachable = [p for p, hit in zip(trainable, reached, strict=True) if not hit]
     memory, memory_kind = peak_memory()
+    parallel: dict[str, Any] = {}
+    if accelerator.num_processes > 1:
+        from harness import distributed
+
+        digests = distributed.gather(_weights_digest(trainable))
+        parallel = {"backend": str(accelerator.state.backend), "distributed_type": str(accelerator.distributed_type),
+                    "wrapped_as": wrapped, "find_unused_parameters": True,
+                    "global_batch": recipe.batch_size * accelerator.num_processes,
+                    "weights_in_sync": len(set(digests)) == 1,
+                    "losses_by_rank": distributed.gather([round(x, 6) for x in losses])}
     return TrainReport(steps=meter.steps, samples_seen=meter.samples, seconds=round(meter.seconds, 3),
                        stopped_by=meter.stopped_by or "steps", peak_memory_bytes=memory, memory_kind=memory_kind,
                        trainable_params=method.trainable_count(trainable), changed_tensors=changed, losses=losses,
-                       unreachable_tensors=len(unreachable), unreachable_params=sum(p.numel() for p in unreachable))
+                       unreachable_tensors=len(unreachable), unreachable_params=sum(p.numel() for p in unreachable),
+                       world_size=accelerator.num_processes, data_parallel=parallel)
+
+
+def _weights_digest(tensors: list[Any]) -> str:
+    """sha256 over the trained tensors (processes of a data-parallel run must agree on it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()

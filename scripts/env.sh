@@ -17,6 +17,6 @@ pip_install() {
     2> >(grep -v "is neither a file nor a directory" >&2)
 }
 pip_install -c "$root/scripts/constraints.txt" torch torchvision
-pip_install -c "$root/scripts/constraints.txt" -e "$root[dev]"
+pip_install -c "$root/scripts/constraints.txt" -e "$root[dev,cluster]"
 pip_install --no-deps "facenet-pytorch==2.6.0"
 touch "$stamp"

@@ -91,6 +91,8 @@ def board_db(tiny_runs: dict, bitfit_plugin: Path, tmp_path_factory: pytest.Temp
     root = tmp_path_factory.mktemp("board")
     db = root / "bench.duckdb"
     shutil.copyfile(tiny_runs["store"].path, db)
+    # the run folders too: paths in the database are relative to its folder (a results folder moves whole)
+    shutil.copytree(tiny_runs["root"] / "runs", root / "runs")
     specs = {"bitfit_attn_lr3e3": {"kind": "bitfit", "params": {"target_patterns": ["attn1", "attn2"]},
                                    "training": {"learning_rate": 3.0e-3}},
              "xattn_nothing": {"kind": "attn_finetune", "params": {"target_patterns": ["no_such_module"]}}}

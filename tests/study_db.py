@@ -36,6 +36,9 @@ def build(root: Path, cifar_db: Path, design: str = "full") -> dict:
     db = root / "bench.duckdb"
     root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cifar_db, db)
+    # the run folders too: paths in the database are relative to its folder (a results folder moves whole)
+    if (cifar_db.parent / "runs").is_dir():
+        shutil.copytree(cifar_db.parent / "runs", root / "runs", dirs_exist_ok=True)
     store = Store(db)
     timings: dict[str, float] = {}
     outcomes = {}

@@ -15,7 +15,8 @@ from harness.paths import PROJECT_ROOT
 # Bottom to top. A module belongs to the first layer naming it or one of its parent packages.
 LAYERS: list[tuple[str, list[str]]] = [
     ("records", ["harness", "harness.errors", "harness.paths", "harness.records", "harness.metric_registry",
-                 "harness.envinfo", "harness.specs_data", "harness.runfolder", "harness.store"]),
+                 "harness.envinfo", "harness.specs_data", "harness.runfolder", "harness.store",
+                 "harness.distributed"]),
     ("specs", ["harness.specs"]),
     ("registry", ["harness.registry"]),
     ("plan", ["harness.plan"]),

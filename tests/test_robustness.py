@@ -166,7 +166,12 @@ def test_results_of_a_run_finishing_on_a_busy_database_are_kept_and_stored_once(
     second = bench(env, "ingest", str(folder), "--db", str(db))
     assert second.returncode == 0 and "already stored" in second.stdout
     [row] = rows(db)
-    assert row["status"] == "completed" and row["run_dir"] == str(folder.resolve())
+    # stored relative to the results folder (the database's folder), read back absolute
+    assert row["status"] == "completed"
+    assert row["run_dir"] == folder.resolve().relative_to(db.parent.resolve()).as_posix()
+    from harness.store import Store
+
+    assert Store(db).run_row(row["run_id"])["run_dir"] == str(folder.resolve())
     assert rows(db, "SELECT count(*) AS n FROM samples")[0]["n"] == len(kept["samples"]) > 0
     assert rows(db, "SELECT count(*) AS n FROM metrics")[0]["n"] == len(kept["aggregates"]) > 0
     assert rows(db, "SELECT count(*) AS n FROM sample_scores")[0]["n"] == len(kept["sample_scores"])

@@ -33,3 +33,16 @@ def run_sweep(task: str, method: str, grid: dict[str, list[Any]], design: Design
         if tick is not None:
             tick(1)
     return results
+
+
+def run_sweep_cells(task: str, method: str, grid: dict[str, list[Any]], design: Design, profile: str | None,
+                    seed: int, db: Any, executor: str, jobs: int = 1, model_path: Any = None, data_root: Any = None,
+                    force: bool = False, resources: Any = None, on_cell: Any = None) -> list[SweepCell]:
+    """``bench sweep --executor local|ray|slurm``: the same cells, each in its own process on that engine
+    (``harness.commands.executors``), ingested into ``db`` as they finish."""
+    from harness.commands.executors import Cell, run_cells
+
+    todo = [Cell(task, method, seed, profile, cell, str(model_path) if model_path else None,
+                 str(data_root) if data_root else None) for cell in cells(grid, design)]
+    done = run_cells(todo, db, executor, jobs, force, resources, on_cell)
+    return [SweepCell(r.cell.overrides, r.run_id or "-", r.status, r.error) for r in done]

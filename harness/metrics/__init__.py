@@ -69,33 +69,42 @@ def records_for(spec: Any, records: list[SampleRecord]) -> list[SampleRecord]:
 def score(ctx: ScoringContext, records: list[SampleRecord], on_metric: Any = None) -> ScoreResult:
     """Every metric of the task on the run's samples, checkpoint by checkpoint, plus the near-black counts
     and, when every sample has a checkpoint, the headline rows; ``on_metric(1)`` after each metric of
-    each checkpoint (a pass calls it len(metrics) x number of distinct checkpoints times)."""
+    each checkpoint (a pass calls it len(metrics) x number of distinct checkpoints times).
+
+    Under several processes (``harness.distributed``) the (checkpoint, metric) passes are dealt out across
+    them and their results gathered in the one-process order, so every process returns the same result."""
+    from harness import distributed
+
     by_checkpoint: dict[int | None, list[SampleRecord]] = defaultdict(list)
     for record in records:
         by_checkpoint[record.checkpoint].append(record)
+    passes = [(checkpoint, index) for checkpoint in by_checkpoint
+              for index in range(len(ctx.plan.task.evaluation.metrics) + 1)]  # the last index: near-black counts
+    mine = [(item, _score_pass(ctx, by_checkpoint[item[0]], item[1], on_metric)) for item in distributed.shard(passes)]
+    done = dict(item for part in distributed.gather(mine) for item in part)
     result = ScoreResult()
-    for checkpoint, group in by_checkpoint.items():
-        part = _score_weights(ctx, group, on_metric)
-        result.per_sample += [replace(s, checkpoint=checkpoint) for s in part.per_sample]
-        result.aggregates += [replace(a, checkpoint=checkpoint) for a in part.aggregates]
+    for item in passes:
+        part = done[item]
+        result.per_sample += [replace(s, checkpoint=item[0]) for s in part.per_sample]
+        result.aggregates += [replace(a, checkpoint=item[0]) for a in part.aggregates]
     if by_checkpoint and None not in by_checkpoint:
         add_headline(result, ctx.headline_rule(), sorted(by_checkpoint))  # type: ignore[arg-type]
     return result
 
 
-def _score_weights(ctx: ScoringContext, records: list[SampleRecord], on_metric: Any) -> ScoreResult:
-    """One set of weights' samples through every metric of the task."""
+def _score_pass(ctx: ScoringContext, records: list[SampleRecord], index: int, on_metric: Any) -> ScoreResult:
+    """One set of weights' samples through the task's ``index``-th metric (the near-black counts after
+    the last one)."""
     from harness.metrics import near_black
 
-    result = ScoreResult()
-    for spec in ctx.plan.task.evaluation.metrics:
-        part = scorer(spec.name)(ctx, spec, records_for(spec, records))
-        result.per_sample.extend(part.per_sample)
-        result.aggregates.extend(part.aggregates)
-        if on_metric is not None:
-            on_metric(1)
-    result.aggregates.extend(near_black.counts(ctx, records))
-    return result
+    specs = ctx.plan.task.evaluation.metrics
+    if index == len(specs):
+        return ScoreResult(aggregates=list(near_black.counts(ctx, records)))
+    spec = specs[index]
+    part = scorer(spec.name)(ctx, spec, records_for(spec, records))
+    if on_metric is not None:
+        on_metric(1)
+    return ScoreResult(per_sample=list(part.per_sample), aggregates=list(part.aggregates))
 
 
 def choose_headline(rule: dict[str, Any], aggregates: list[Aggregate]) -> int:
