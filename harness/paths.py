@@ -7,6 +7,7 @@ and, unless ``BENCH_CACHE`` says otherwise, caches under ``$BENCH_HOME/cache``),
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -39,3 +40,12 @@ def user_methods_dir() -> Path:
         return Path(os.environ["BENCH_HOME"]) / "methods"
     config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return config / "bench" / "methods"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's content, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

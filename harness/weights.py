@@ -7,14 +7,13 @@ a file is read from the metrics' declarations (``register_metric(weights=...)``)
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import WeightsMissingError
-from harness.paths import cache_dir
+from harness.paths import cache_dir, file_sha256
 
 WEIGHTS_ENV = "BENCH_WEIGHTS"
 
@@ -146,14 +145,6 @@ def locate(w: WeightFile) -> Path | None:
         if isinstance(found, str):
             return Path(found)
     return None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def missing_message(w: WeightFile) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.errors import DataMissingError
 from harness.paths import cache_dir
+from harness.paths import file_sha256 as _sha256
 
 HASH_CACHE = "data_hashes.json"
 
@@ -104,14 +105,6 @@ def _load_cache(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def files_fingerprint(folder: Path, files: Iterable[Path], check: Callable[[Path], None] | None = None) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import sys
 import tempfile
@@ -21,19 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.paths import file_sha256 as sha256
+
 PARTS = ("vae", "unet", "clip", "dino", "face")
 STEPS = {"vae": 1500, "unet": 4000, "clip": 4000, "dino": 1500, "face": 1000}
 SEEDS = {"vae": 0, "unet": 0, "clip": 0, "dino": 0, "face": 0}
 FILES = {"vae": ["vae.safetensors", "vae_scaling.json", "text_encoder.safetensors"], "unet": ["unet.safetensors"],
          "clip": ["judge_clip.safetensors"], "dino": ["judge_dino.safetensors"], "face": ["judge_face.safetensors"]}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read(out: Path) -> dict[str, Any]:
