@@ -36,9 +36,18 @@ def weights_identity(backbone: str) -> str:
 
 
 def quality_note(backbone: str) -> str:
-    """The judge's measured quality as one line for a metric card's notes."""
-    quality = judge_card(backbone).get("quality", "not measured")
-    return f"judge quality ({JUDGE_OF[backbone]}): {json.dumps(quality, sort_keys=True)}"
+    """The judge's headline measured quality as one short line for a metric card's notes (accuracies and
+    intervals; the whole record: ``bench micro show``)."""
+    quality = judge_card(backbone).get("quality")
+    if not isinstance(quality, dict):
+        return f"judge quality ({JUDGE_OF[backbone]}): not measured"
+    parts = []
+    for key, value in sorted(quality.items()):
+        if isinstance(value, float) and ("accuracy" in key or "distance" in key):
+            parts.append(f"{key} {value:.3g}")
+        elif isinstance(value, dict) and "gap" in key and {"mean", "ci_low", "ci_high"} <= set(value):
+            parts.append(f"{key} {value['mean']:.3g} [{value['ci_low']:.3g}, {value['ci_high']:.3g}]")
+    return f"judge quality ({JUDGE_OF[backbone]}, bench micro show): {'; '.join(parts) or json.dumps(quality)}"
 
 
 def clip_parts() -> tuple[Any, Any, Any]:
